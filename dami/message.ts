@@ -1,0 +1,76 @@
+/**
+ * The lossless AMI message: what Asterisk sent, header by header, in order.
+ *
+ * The daemon stores this shape; `DAMIData` (see `data.ts`) is the convenient,
+ * lossy view for application code.
+ *
+ * @module
+ */
+
+/** What a message is, decided by its first header (Asterisk writes `Event:` or `Response:` first). */
+export type AmiMessageKind = "event" | "response" | "other";
+
+/** One message as received from Asterisk. */
+export interface AmiMessage {
+  /** `event` when the first header is `Event`, `response` when it is `Response`. */
+  readonly kind: AmiMessageKind;
+  /**
+   * Every header as `[key, value]`, in arrival order, original key case, value exactly
+   * as sent (only the one space after the colon removed; trailing spaces kept).
+   * A repeated key (`ChanVariable`, `Output`, `Variable`) appears once per line.
+   */
+  readonly headers: ReadonlyArray<readonly [string, string]>;
+  /**
+   * Ordinal of this event within its session, from 1, contiguous over events
+   * (responses carry 0): a gap in stored `seq` values means lost events.
+   */
+  readonly seq: number;
+  /** Wall-clock time the bytes that completed this message were read, ms since epoch. */
+  readonly receivedAt: number;
+  /**
+   * Present when the message bytes were not valid UTF-8: the exact bytes of the
+   * message (headers were decoded with U+FFFD replacement), so nothing is lost.
+   */
+  readonly rawBytes?: Uint8Array;
+  /** Lines that had no `:` (kept as headers with an empty key); the message is suspect. */
+  readonly malformedLines?: number;
+}
+
+/** Case-insensitive lookup of the first value of `key`. */
+export function headerValue(message: AmiMessage, key: string): string | undefined {
+  const wanted = key.toLowerCase();
+  for (const [k, v] of message.headers) {
+    if (k.length === wanted.length && k.toLowerCase() === wanted) return v;
+  }
+  return undefined;
+}
+
+/** Case-insensitive lookup of every value of `key`, in order. */
+export function headerValues(message: AmiMessage, key: string): string[] {
+  const wanted = key.toLowerCase();
+  const values: string[] = [];
+  for (const [k, v] of message.headers) {
+    if (k.length === wanted.length && k.toLowerCase() === wanted) values.push(v);
+  }
+  return values;
+}
+
+/**
+ * The headers as a JSON-ready object: a key seen once maps to its string, a repeated
+ * key to an array of its values in arrival order. Keys keep their original case.
+ * This is what `ami_events.fields` stores.
+ */
+export function headersToFields(
+  headers: ReadonlyArray<readonly [string, string]>,
+): Record<string, string | string[]> {
+  const fields: Record<string, string | string[]> = {};
+  for (const [k, v] of headers) {
+    const prev = Object.hasOwn(fields, k) ? fields[k] : undefined;
+    if (prev === undefined) {
+      // defineProperty so that a header literally named `__proto__` stays data.
+      Object.defineProperty(fields, k, { value: v, enumerable: true, writable: true, configurable: true });
+    } else if (typeof prev === "string") fields[k] = [prev, v];
+    else prev.push(v);
+  }
+  return fields;
+}

@@ -1,0 +1,110 @@
+/**
+ * The event log and its bookkeeping tables. Table and column names are public:
+ * users write SQL against them (see README, "Tables").
+ *
+ * Ids of sessions and action runs are UUIDv7 made by the daemon, not by the
+ * database, so that a session can start and be spooled while PostgreSQL is down.
+ *
+ * @module
+ */
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from "drizzle-orm/pg-core";
+
+/** One row per AMI connection (TCP session) to a server. */
+export const amiSessions = pgTable("ami_sessions", {
+  id: uuid("id").primaryKey(),
+  server: text("server").notNull(),
+  connectedAt: timestamp("connected_at", { withTimezone: true, mode: "date" }).notNull(),
+  disconnectedAt: timestamp("disconnected_at", { withTimezone: true, mode: "date" }),
+  /** The greeting line, e.g. `Asterisk Call Manager/9.0.0`. */
+  banner: text("banner"),
+  disconnectReason: text("disconnect_reason"),
+  host: text("host"),
+  port: integer("port"),
+  /** Number of events received in the session, set when it ends. */
+  eventCount: bigint("event_count", { mode: "number" }),
+}, (t) => [
+  index("ami_sessions_server_connected_idx").on(t.server, t.connectedAt),
+]);
+
+/** Append-only: one row per event received, never updated. */
+export const amiEvents = pgTable("ami_events", {
+  id: bigint("id", { mode: "bigint" }).primaryKey().generatedAlwaysAsIdentity(),
+  server: text("server").notNull(),
+  sessionId: uuid("session_id").notNull(),
+  seq: bigint("seq", { mode: "number" }).notNull(),
+  receivedAt: timestamp("received_at", { withTimezone: true, mode: "date" }).notNull(),
+  event: text("event").notNull(),
+  uniqueid: text("uniqueid"),
+  linkedid: text("linkedid"),
+  channel: text("channel"),
+  actionId: text("action_id"),
+  /** Every header as received; a repeated header is an array of its values in order. */
+  fields: jsonb("fields").notNull(),
+  /** Base64 of the exact message bytes when they were not valid UTF-8. */
+  rawB64: text("raw_b64"),
+  /**
+   * True when a value had to be escaped to be storable (PostgreSQL refuses U+0000 in
+   * jsonb and text: it is stored as the six characters `\u0000`).
+   */
+  escaped: boolean("escaped").notNull().default(false),
+  insertedAt: timestamp("inserted_at", { withTimezone: true, mode: "date" }).notNull().default(
+    sql`now()`,
+  ),
+}, (t) => [
+  uniqueIndex("ami_events_session_seq_key").on(t.sessionId, t.seq),
+  index("ami_events_event_received_idx").on(t.event, t.receivedAt),
+  index("ami_events_received_idx").on(t.receivedAt),
+  index("ami_events_linkedid_idx").on(t.linkedid),
+  index("ami_events_uniqueid_idx").on(t.uniqueid),
+  index("ami_events_action_id_idx").on(t.actionId),
+  index("ami_events_server_received_idx").on(t.server, t.receivedAt),
+]);
+
+/**
+ * Rows PostgreSQL refused for a permanent reason, kept whole so nothing is dropped
+ * silently. `payload` is the JSON the row would have been.
+ */
+export const amiEventsRejected = pgTable("ami_events_rejected", {
+  id: bigint("id", { mode: "bigint" }).primaryKey().generatedAlwaysAsIdentity(),
+  server: text("server").notNull(),
+  sessionId: uuid("session_id").notNull(),
+  seq: bigint("seq", { mode: "number" }).notNull(),
+  error: text("error").notNull(),
+  payload: text("payload").notNull(),
+  rejectedAt: timestamp("rejected_at", { withTimezone: true, mode: "date" }).notNull().default(
+    sql`now()`,
+  ),
+}, (t) => [uniqueIndex("ami_events_rejected_session_seq_key").on(t.sessionId, t.seq)]);
+
+/** One row per scheduled or on-connect action run. */
+export const actionRuns = pgTable("action_runs", {
+  id: uuid("id").primaryKey(),
+  server: text("server").notNull(),
+  name: text("name").notNull(),
+  action: text("action").notNull(),
+  actionId: text("action_id"),
+  sessionId: uuid("session_id"),
+  startedAt: timestamp("started_at", { withTimezone: true, mode: "date" }).notNull(),
+  finishedAt: timestamp("finished_at", { withTimezone: true, mode: "date" }),
+  /** `ok` / `error` / `timeout` / `not_connected`. */
+  status: text("status").notNull(),
+  message: text("message"),
+  itemCount: integer("item_count"),
+  /** The response headers (the list items are in `ami_events`, linked by `action_id`). */
+  response: jsonb("response"),
+}, (t) => [
+  index("action_runs_name_started_idx").on(t.name, t.startedAt),
+  index("action_runs_server_started_idx").on(t.server, t.startedAt),
+]);
