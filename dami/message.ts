@@ -68,7 +68,12 @@ export function headersToFields(
     const prev = Object.hasOwn(fields, k) ? fields[k] : undefined;
     if (prev === undefined) {
       // defineProperty so that a header literally named `__proto__` stays data.
-      Object.defineProperty(fields, k, { value: v, enumerable: true, writable: true, configurable: true });
+      Object.defineProperty(fields, k, {
+        value: v,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     } else if (typeof prev === "string") fields[k] = [prev, v];
     else prev.push(v);
   }

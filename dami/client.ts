@@ -1,0 +1,626 @@
+/**
+ * The AMI client: one TCP (or TLS) connection that sends actions, correlates their
+ * answers by ActionID, and hands events to listeners.
+ *
+ * @example
+ * ```ts ignore
+ * import { DAMI } from "../mod.ts";
+ * const dami = new DAMI({ hostname: "127.0.0.1", port: 5038, logger: false });
+ * await dami.connectAndLogin({ username: "admin", secret: "mysecret" });
+ * await dami.listen();
+ * dami.on("Hangup", (data) => console.log(data.Channel, data["Cause-txt"]));
+ * const peers = await dami.to("SIPPeers", {});
+ * console.log(await dami.ping());
+ * dami.close();
+ * ```
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { type ActionData, encodeAction } from "./action.ts";
+import { type DAMIData, toDAMIData } from "./data.ts";
+import {
+  DAMIActionError,
+  DAMIClosedError,
+  DAMIError,
+  DAMIInvalidInputError,
+  DAMILoginError,
+  DAMIProtocolError,
+  DAMITimeoutError,
+} from "./errors.ts";
+import { type AmiMessage, headerValue } from "./message.ts";
+import { AmiParser } from "./parser.ts";
+
+/** Where log lines go; `console` fits. */
+export interface DAMILogger {
+  debug(message: string, ...args: unknown[]): void;
+  info(message: string, ...args: unknown[]): void;
+  warn(message: string, ...args: unknown[]): void;
+  error(message: string, ...args: unknown[]): void;
+}
+
+/** Options of {@linkcode DAMI}. */
+export interface DAMIOptions {
+  /** Asterisk host. */
+  hostname: string;
+  /** AMI port.
+   * @default {5038} */
+  port?: number;
+  /** `true` logs to the console, `false` is silent, or pass a logger.
+   * @default {false} */
+  logger?: boolean | DAMILogger;
+  /** Connect with TLS (Asterisk `tlsenable`, usually port 5039).
+   * @default {false} */
+  tls?: boolean;
+  /** PEM CA certificates to trust for TLS, besides the system store. */
+  caCerts?: string[];
+  /** Give up connecting after this long.
+   * @default {10000} */
+  connectTimeoutMs?: number;
+  /** Default time an action may take to be answered completely.
+   * @default {10000} */
+  actionTimeoutMs?: number;
+  /** Events held while nobody called `listen()`; past it they are dropped and `listen()` says so.
+   * @default {10000} */
+  maxBufferedEvents?: number;
+  /** Largest message accepted from the server (a cap on memory).
+   * @default {4194304} */
+  maxMessageBytes?: number;
+}
+
+/** Credentials and login options of {@linkcode DAMI.connectAndLogin}. */
+export interface DAMILoginOptions {
+  username: string;
+  secret: string;
+  /** `md5` sends `Key = md5(challenge + secret)` instead of the secret.
+   * @default {"plain"} */
+  authType?: "plain" | "md5";
+  /** The `Events` event mask: `on`, `off`, or a class list such as `call,agent`.
+   * @default {"on"} */
+  events?: string;
+}
+
+/** Options of one action. */
+export interface ActionOptions {
+  /** Time allowed for the complete answer (response, list items, OriginateResponse). */
+  timeoutMs?: number;
+}
+
+/** The complete answer to an action, as lossless messages. */
+export interface ActionAnswer {
+  actionId: string;
+  response: AmiMessage;
+  /** List items (`EventList: start` actions), or the `OriginateResponse` of an async Originate. */
+  items: AmiMessage[];
+  /** The event with `EventList: Complete`, for list actions. */
+  complete?: AmiMessage;
+}
+
+/** Why and how the connection ended. */
+export interface DAMICloseInfo {
+  reason: "eof" | "error" | "local" | "logoff" | "protocol";
+  message: string;
+  /** Bytes of an unfinished message discarded at close (a truncated last event is never delivered). */
+  discardedBytes: number;
+}
+
+/** A listener of events. */
+export type DAMIListener = (data: DAMIData) => void;
+
+type Callback = (result: DAMIData[]) => void;
+
+interface Pending {
+  action: string;
+  actionId: string;
+  resolve: (answer: ActionAnswer) => void;
+  reject: (error: DAMIError) => void;
+  timer: ReturnType<typeof setTimeout>;
+  response?: AmiMessage;
+  items: AmiMessage[];
+  /** Waiting for list items after `EventList: start`. */
+  list: boolean;
+  /** Async Originate: waiting for `OriginateResponse`. */
+  originate: boolean;
+}
+
+const SILENT: DAMILogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** A client of the Asterisk Manager Interface. */
+export class DAMI {
+  #options: Required<Omit<DAMIOptions, "caCerts" | "logger">> & { caCerts?: string[] };
+  #log: DAMILogger;
+  #conn: Deno.Conn | undefined;
+  #parser: AmiParser | undefined;
+  #pending = new Map<string, Pending>();
+  #idPrefix = `dami-${crypto.randomUUID().slice(0, 8)}-`;
+  #idCounter = 0;
+  #listeners = new Map<string, Set<DAMIListener>>();
+  #messageHooks: Array<(message: AmiMessage) => void> = [];
+  #listening = false;
+  #held: AmiMessage[] = [];
+  #droppedBeforeListen = 0;
+  #writing: Promise<void> = Promise.resolve();
+  #closed: Promise<DAMICloseInfo> | undefined;
+  #resolveClosed: ((info: DAMICloseInfo) => void) | undefined;
+  #closeInfo: DAMICloseInfo | undefined;
+  #loggingOff = false;
+
+  constructor(options: DAMIOptions) {
+    this.#options = {
+      hostname: options.hostname,
+      port: options.port ?? 5038,
+      tls: options.tls ?? false,
+      caCerts: options.caCerts,
+      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+      actionTimeoutMs: options.actionTimeoutMs ?? 10_000,
+      maxBufferedEvents: options.maxBufferedEvents ?? 10_000,
+      maxMessageBytes: options.maxMessageBytes ?? 4 * 1024 * 1024,
+    };
+    this.#log = options.logger === true
+      ? console
+      : options.logger === false || options.logger === undefined
+      ? SILENT
+      : options.logger;
+  }
+
+  /** The underlying connection, while connected. */
+  get conn(): Deno.Conn | undefined {
+    return this.#conn;
+  }
+
+  /** The server's greeting, e.g. `Asterisk Call Manager/9.0.0`. */
+  get banner(): string | undefined {
+    return this.#parser?.banner;
+  }
+
+  /** True between a successful connect and the end of the connection. */
+  get connected(): boolean {
+    return this.#conn !== undefined && this.#closeInfo === undefined;
+  }
+
+  /** Actions sent and not yet settled. */
+  get pendingActions(): number {
+    return this.#pending.size;
+  }
+
+  /** Events received in this connection so far. */
+  get eventCount(): number {
+    return this.#parser?.eventCount ?? 0;
+  }
+
+  /** Settles when the connection ends, with why. */
+  get closed(): Promise<DAMICloseInfo> {
+    if (this.#closed === undefined) {
+      return Promise.resolve({ reason: "local", message: "never connected", discardedBytes: 0 });
+    }
+    return this.#closed;
+  }
+
+  /**
+   * Registers a hook that receives every parsed message (events and responses) in
+   * arrival order, synchronously from the reader, before correlation and dispatch.
+   * This is the lossless stream the daemon stores. Returns a function that removes it.
+   */
+  onMessage(hook: (message: AmiMessage) => void): () => void {
+    this.#messageHooks.push(hook);
+    return () => {
+      this.#messageHooks = this.#messageHooks.filter((h) => h !== hook);
+    };
+  }
+
+  /** Opens the connection (no login). */
+  async connect(): Promise<void> {
+    if (this.#conn !== undefined && this.#closeInfo === undefined) {
+      throw new DAMIInvalidInputError("already connected; create a new DAMI to reconnect");
+    }
+    const { hostname, port, tls, caCerts, connectTimeoutMs } = this.#options;
+    const connecting = tls
+      ? Deno.connectTls({ hostname, port, caCerts })
+      : Deno.connect({ hostname, port });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new DAMITimeoutError(
+              `connecting to ${hostname}:${port} took longer than ${connectTimeoutMs} ms`,
+              "",
+            ),
+          ),
+        connectTimeoutMs,
+      );
+    });
+    let conn: Deno.Conn;
+    try {
+      conn = await Promise.race([connecting, timeout]);
+    } catch (error) {
+      connecting.then((late) => late.close(), () => {});
+      if (error instanceof DAMIError) throw error;
+      throw new DAMIClosedError(
+        `cannot connect to ${hostname}:${port}: ${(error as Error).message}`,
+        { cause: error },
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+    this.#conn = conn;
+    this.#closeInfo = undefined;
+    this.#loggingOff = false;
+    this.#parser = new AmiParser({ maxMessageBytes: this.#options.maxMessageBytes });
+    this.#closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    this.#readLoop(conn, this.#parser);
+  }
+
+  /**
+   * Connects and logs in. Refused credentials reject with {@linkcode DAMILoginError}
+   * and the connection is closed (Asterisk closes it too).
+   */
+  async connectAndLogin(login: DAMILoginOptions): Promise<DAMIData> {
+    await this.connect();
+    try {
+      const fields: ActionData = { Username: login.username };
+      if (login.authType === "md5") {
+        const challenge = await this.toMessages("Challenge", { AuthType: "MD5" });
+        const value = headerValue(challenge.response, "Challenge");
+        if (value === undefined) throw new DAMILoginError("the server sent no MD5 challenge");
+        fields.AuthType = "MD5";
+        fields.Key = createHash("md5").update(value + login.secret).digest("hex");
+      } else {
+        fields.Secret = login.secret;
+      }
+      if (login.events !== undefined) fields.Events = login.events;
+      const answer = await this.toMessages("Login", fields);
+      return toDAMIData(answer.response);
+    } catch (error) {
+      this.close();
+      if (error instanceof DAMIActionError) {
+        const message = headerValue(error.response, "Message") ?? "refused";
+        throw new DAMILoginError(
+          `login as "${login.username}" to ${this.#options.hostname}:${this.#options.port} failed: ${message}`,
+        );
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Starts dispatching events to listeners. Events that arrived before are delivered
+   * first, in order. Rejects (after delivering) if some were dropped past `maxBufferedEvents`.
+   */
+  listen(): Promise<void> {
+    this.#listening = true;
+    const held = this.#held;
+    this.#held = [];
+    for (const message of held) this.#dispatch(message);
+    const dropped = this.#droppedBeforeListen;
+    this.#droppedBeforeListen = 0;
+    if (dropped > 0) {
+      return Promise.reject(
+        new DAMIProtocolError(
+          `${dropped} events arrived before listen() past the bound of ${this.#options.maxBufferedEvents} and were dropped; call listen() sooner or raise maxBufferedEvents`,
+        ),
+      );
+    }
+    return Promise.resolve();
+  }
+
+  /** Calls `listener` for every event named `event` (case-insensitive); `"*"` for all. */
+  on(event: string, listener: DAMIListener): void {
+    const key = event.toLowerCase();
+    let set = this.#listeners.get(key);
+    if (set === undefined) this.#listeners.set(key, set = new Set());
+    set.add(listener);
+  }
+
+  /** Removes a listener added with `on` or `once`. */
+  off(event: string, listener: DAMIListener): void {
+    this.#listeners.get(event.toLowerCase())?.delete(listener);
+  }
+
+  /** Like `on`, for the next such event only. */
+  once(event: string, listener: DAMIListener): void {
+    const wrapper: DAMIListener = (data) => {
+      this.off(event, wrapper);
+      listener(data);
+    };
+    this.on(event, wrapper);
+  }
+
+  /**
+   * Sends an action and resolves to its whole answer: the response, then for list
+   * actions every item and the `...Complete` event, for an async Originate the
+   * `OriginateResponse`. `Response: Error` rejects with {@linkcode DAMIActionError}.
+   * `cb`, when given, also receives the answer.
+   */
+  async to(
+    action: string,
+    data: ActionData = {},
+    cb?: Callback,
+    options: ActionOptions = {},
+  ): Promise<DAMIData[]> {
+    const answer = await this.toMessages(action, data, options);
+    const result = [answer.response, ...answer.items];
+    if (answer.complete !== undefined) result.push(answer.complete);
+    const converted = result.map(toDAMIData);
+    if (action.toLowerCase() === "command" && !("Output" in converted[0])) {
+      converted[0].Output = [];
+    }
+    cb?.(converted);
+    return converted;
+  }
+
+  /** Like {@linkcode DAMI.to}, resolving to the lossless messages. */
+  toMessages(
+    action: string,
+    data: ActionData = {},
+    options: ActionOptions = {},
+  ): Promise<ActionAnswer> {
+    const conn = this.#conn;
+    if (conn === undefined || this.#closeInfo !== undefined) {
+      return Promise.reject(new DAMIClosedError(`cannot send ${action}: not connected`));
+    }
+    let actionId: string | undefined;
+    for (const [key, value] of Object.entries(data)) {
+      if (key.toLowerCase() === "actionid" && value !== undefined) actionId = String(value);
+    }
+    if (actionId === undefined) actionId = this.#idPrefix + (++this.#idCounter).toString(36);
+    else if (this.#pending.has(actionId)) {
+      return Promise.reject(
+        new DAMIInvalidInputError(`ActionID "${actionId}" is already in use by a pending action`),
+      );
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeAction(action, data, actionId);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const originate = action.toLowerCase() === "originate" && isTrue(data.Async ?? data.async);
+    let timeoutMs = options.timeoutMs ?? this.#options.actionTimeoutMs;
+    if (originate && options.timeoutMs === undefined) {
+      // The OriginateResponse comes after the callee answers or the dial times out.
+      timeoutMs += Number(data.Timeout ?? data.timeout ?? 30_000) || 30_000;
+    }
+    const id = actionId;
+    return new Promise<ActionAnswer>((resolve, reject) => {
+      const pending: Pending = {
+        action,
+        actionId: id,
+        resolve,
+        reject,
+        items: [],
+        list: false,
+        originate,
+        timer: setTimeout(() => {
+          this.#settle(
+            pending,
+            new DAMITimeoutError(
+              `${action} (ActionID ${id}) got no complete answer within ${timeoutMs} ms`,
+              id,
+            ),
+          );
+        }, timeoutMs),
+      };
+      this.#pending.set(id, pending);
+      this.#write(conn, bytes).catch((error) => {
+        this.#settle(
+          pending,
+          new DAMIClosedError(`cannot send ${action}: ${(error as Error).message}`, {
+            cause: error,
+          }),
+        );
+      });
+    });
+  }
+
+  /** Sends `Ping`; true when `Pong` came back in time, false otherwise. Never rejects. */
+  async ping(options: ActionOptions = {}): Promise<boolean> {
+    try {
+      const answer = await this.toMessages("Ping", {}, options);
+      return headerValue(answer.response, "Response")?.toLowerCase() === "success";
+    } catch {
+      return false;
+    }
+  }
+
+  /** Sends `Logoff`, waits for `Goodbye` and the server closing the socket, then closes. */
+  async logoff(options: ActionOptions = { timeoutMs: 2000 }): Promise<void> {
+    if (!this.connected) return;
+    this.#loggingOff = true;
+    try {
+      await this.toMessages("Logoff", {}, options);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        this.closed,
+        new Promise((resolve) => (timer = setTimeout(resolve, options.timeoutMs ?? 2000))),
+      ]);
+      clearTimeout(timer);
+    } catch {
+      // Already closed or no Goodbye: close below regardless.
+    } finally {
+      this.#end("logoff", "logged off", 0);
+    }
+  }
+
+  /** Closes the connection now. Pending actions reject with {@linkcode DAMIClosedError}. */
+  close(): void {
+    this.#end("local", "closed by the client", 0);
+  }
+
+  async #readLoop(conn: Deno.Conn, parser: AmiParser): Promise<void> {
+    const buf = new Uint8Array(256 * 1024);
+    try {
+      while (true) {
+        const n = await conn.read(buf);
+        if (n === null) {
+          this.#end(
+            this.#loggingOff ? "logoff" : "eof",
+            "the server closed the connection",
+            parser.bufferedBytes,
+          );
+          return;
+        }
+        const messages = parser.push(buf.subarray(0, n));
+        for (let i = 0; i < messages.length; i++) this.#receive(messages[i]);
+      }
+    } catch (error) {
+      if (this.#closeInfo !== undefined) return;
+      if (error instanceof DAMIProtocolError) {
+        this.#log.error(`AMI protocol error from ${this.#options.hostname}: ${error.message}`);
+        this.#end("protocol", error.message, parser.bufferedBytes);
+      } else {
+        this.#end("error", (error as Error).message, parser.bufferedBytes);
+      }
+    }
+  }
+
+  #receive(message: AmiMessage): void {
+    const hooks = this.#messageHooks;
+    for (let i = 0; i < hooks.length; i++) {
+      try {
+        hooks[i](message);
+      } catch (error) {
+        this.#log.error(`onMessage hook threw: ${(error as Error).message}`);
+      }
+    }
+    if (message.kind === "response") {
+      const id = headerValue(message, "ActionID");
+      const pending = id === undefined ? undefined : this.#pending.get(id);
+      if (pending === undefined || pending.response !== undefined) {
+        this.#log.debug(`response for no pending action (ActionID ${id ?? "none"})`);
+        return;
+      }
+      this.#onResponse(pending, message);
+      return;
+    }
+    if (message.kind === "event" && this.#pending.size > 0) {
+      const id = headerValue(message, "ActionID");
+      const pending = id === undefined ? undefined : this.#pending.get(id);
+      if (pending !== undefined && pending.response !== undefined) {
+        if (pending.list) {
+          if (isListEnd(message)) this.#completeList(pending, message);
+          else pending.items.push(message);
+          return;
+        }
+        if (pending.originate && headerValue(message, "Event") === "OriginateResponse") {
+          pending.items.push(message);
+          this.#settle(pending, undefined);
+          return;
+        }
+      }
+    }
+    if (message.kind !== "event") {
+      this.#log.warn(`message that is neither event nor response ignored by dispatch`);
+      return;
+    }
+    if (this.#listening) this.#dispatch(message);
+    else if (this.#held.length < this.#options.maxBufferedEvents) this.#held.push(message);
+    else {
+      if (this.#droppedBeforeListen === 0) {
+        this.#log.error(
+          `more than ${this.#options.maxBufferedEvents} events before listen(): dropping until it is called`,
+        );
+      }
+      this.#droppedBeforeListen++;
+    }
+  }
+
+  #onResponse(pending: Pending, message: AmiMessage): void {
+    pending.response = message;
+    const response = headerValue(message, "Response")?.toLowerCase();
+    if (response === "error") {
+      const text = headerValue(message, "Message") ?? "Response: Error";
+      this.#settle(pending, new DAMIActionError(pending.action, text, message));
+      return;
+    }
+    // res_fax answers `EventList: Start`; everything else `start`.
+    if (headerValue(message, "EventList")?.toLowerCase() === "start") {
+      pending.list = true;
+      return;
+    }
+    if (pending.originate && response === "success") return;
+    this.#settle(pending, undefined);
+  }
+
+  #completeList(pending: Pending, complete: AmiMessage): void {
+    const listItems = headerValue(complete, "ListItems");
+    if (listItems !== undefined && Number(listItems) !== pending.items.length) {
+      this.#log.warn(
+        `${pending.action} (ActionID ${pending.actionId}): ListItems says ${listItems}, received ${pending.items.length}`,
+      );
+    }
+    this.#settle(pending, undefined, complete);
+  }
+
+  /** The one place a pending action ends: exactly once, timer cleared, entry freed. */
+  #settle(pending: Pending, error: DAMIError | undefined, complete?: AmiMessage): void {
+    if (this.#pending.get(pending.actionId) !== pending) return;
+    this.#pending.delete(pending.actionId);
+    clearTimeout(pending.timer);
+    if (error !== undefined) pending.reject(error);
+    else {
+      pending.resolve({
+        actionId: pending.actionId,
+        response: pending.response!,
+        items: pending.items,
+        complete,
+      });
+    }
+  }
+
+  #dispatch(message: AmiMessage): void {
+    const name = headerValue(message, "Event")?.toLowerCase() ?? "";
+    const specific = this.#listeners.get(name);
+    const all = this.#listeners.get("*");
+    if ((specific === undefined || specific.size === 0) && (all === undefined || all.size === 0)) {
+      return;
+    }
+    const data = toDAMIData(message);
+    for (const set of [specific, all]) {
+      if (set === undefined) continue;
+      for (const listener of [...set]) {
+        try {
+          listener(data);
+        } catch (error) {
+          this.#log.error(`listener for ${name} threw: ${(error as Error).message}`);
+        }
+      }
+    }
+  }
+
+  #write(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+    // Writes are chained so two actions never interleave on a partial write.
+    const next = this.#writing.then(async () => {
+      let offset = 0;
+      while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+    });
+    this.#writing = next.catch(() => {});
+    return next;
+  }
+
+  #end(reason: DAMICloseInfo["reason"], message: string, discardedBytes: number): void {
+    if (this.#closeInfo !== undefined) return;
+    const info: DAMICloseInfo = { reason, message, discardedBytes };
+    this.#closeInfo = info;
+    try {
+      this.#conn?.close();
+    } catch {
+      // Already closed by the peer.
+    }
+    const error = new DAMIClosedError(`connection closed (${reason}): ${message}`);
+    for (const pending of [...this.#pending.values()]) this.#settle(pending, error);
+    this.#resolveClosed?.(info);
+  }
+}
+
+function isTrue(value: unknown): boolean {
+  if (value === true) return true;
+  if (typeof value !== "string") return false;
+  const v = value.toLowerCase();
+  return v === "true" || v === "yes" || v === "1" || v === "on";
+}
+
+function isListEnd(message: AmiMessage): boolean {
+  return headerValue(message, "EventList")?.toLowerCase() === "complete";
+}
