@@ -1,0 +1,234 @@
+/**
+ * The config loader: defaults, `${VAR}` substitution, and one precise error per kind
+ * of bad file (file, line:column, field path, expectation), with secrets never echoed.
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import {
+  ConfigError,
+  configJsonSchema,
+  type ConfigProblem,
+  loadConfig,
+  parseConfig,
+} from "../daemon/config.ts";
+
+const SERVER =
+  `{ "name": "pbx1", "host": "127.0.0.1", "username": "dami", "secret": "\${AMI_SECRET}" }`;
+const ENV = { AMI_SECRET: "s3cr3t-value" };
+
+function problemsOf(text: string, env: Record<string, string> = ENV): ConfigProblem[] {
+  try {
+    parseConfig(text, "/etc/dami/test.jsonc", { env });
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected ConfigError, got ${error}`);
+    assert.equal(error.file, "/etc/dami/test.jsonc");
+    assert.ok(error.message.startsWith("invalid config /etc/dami/test.jsonc:"));
+    assert.ok(!error.message.includes("s3cr3t-value"), "the secret must not appear in errors");
+    return error.problems;
+  }
+  assert.fail("the config was accepted");
+}
+
+function onlyProblem(text: string, env?: Record<string, string>): ConfigProblem {
+  const problems = problemsOf(text, env);
+  assert.equal(problems.length, 1, JSON.stringify(problems));
+  return problems[0];
+}
+
+Deno.test("a minimal config gets every default", () => {
+  const config = parseConfig(`{ "servers": [${SERVER}] }`, "/etc/dami/a.jsonc", { env: ENV });
+  assert.equal(config.dataDir, "/etc/dami/data");
+  assert.equal(config.http.listen, "127.0.0.1:9464");
+  assert.equal(config.logging.level, "info");
+  assert.deepEqual(config.actions, []);
+  const [server] = config.servers;
+  assert.equal(server.secret, "s3cr3t-value");
+  assert.equal(server.port, 5038);
+  assert.equal(server.auth, "md5");
+  assert.equal(server.eventMask, "on");
+  assert.deepEqual(server.keepalive, { schedule: "*/15 * * * * *", timeoutMs: 5000, maxMissed: 2 });
+  assert.deepEqual(server.reconnect, { initialMs: 500, maxMs: 30000, stableMs: 60000 });
+});
+
+Deno.test("comments, trailing commas and ${VAR:-default} are accepted", () => {
+  const config = parseConfig(
+    `// sample
+    { "servers": [ { "name": "a", "host": "\${AMI_HOST:-pbx.local}", "username": "u",
+      "secret": "\${AMI_SECRET}", }, ], /* end */ }`,
+    "x.jsonc",
+    { env: ENV },
+  );
+  assert.equal(config.servers[0].host, "pbx.local");
+});
+
+Deno.test("several servers and actions with targets are accepted", () => {
+  const config = parseConfig(
+    `{
+      "database": { "url": "\${DATABASE_URL}" },
+      "servers": [${SERVER}, { "name": "pbx2", "host": "10.0.0.2", "port": 5039, "tls": true,
+        "username": "dami", "secret": "x", "auth": "plain", "eventMask": "call,agent",
+        "filters": ["!Event: VarSet"] }],
+      "actions": [
+        { "name": "peers", "schedule": "*/5 * * * * *", "action": "SIPPeers", "servers": ["pbx1"] },
+        { "name": "chans", "action": "CoreShowChannels", "onConnect": true, "timeoutMs": 3000 },
+        { "name": "var", "schedule": "0 * * * *", "action": "Getvar", "params": { "Variable": "X" } }
+      ]
+    }`,
+    "x.jsonc",
+    { env: { ...ENV, DATABASE_URL: "postgres://dami:pw@db:5432/dami" } },
+  );
+  assert.equal(config.database.url, "postgres://dami:pw@db:5432/dami");
+  assert.deepEqual(config.servers.map((s) => s.name), ["pbx1", "pbx2"]);
+  assert.deepEqual(config.actions.map((a) => a.timeoutMs), [10000, 3000, 10000]);
+  assert.deepEqual(config.actions[2].params, { Variable: "X" });
+});
+
+Deno.test("the committed sample config is valid", async () => {
+  const file = fileURLToPath(new URL("../dami.config.jsonc", import.meta.url));
+  const config = await loadConfig(file, { env: { AMI_SECRET: "x" } });
+  assert.ok(config.servers.length >= 1);
+  assert.ok(config.actions.some((a) => a.onConnect && a.action === "CoreShowChannels"));
+});
+
+Deno.test("an unknown key names the key, where it is, and the keys allowed", () => {
+  const p = onlyProblem(`{ "servers": [
+  { "name": "a", "host": "h", "username": "u", "secret": "x", "hots": "h" }
+] }`);
+  assert.equal(p.path, "servers[0]");
+  assert.equal(p.line, 2);
+  assert.match(p.message, /unknown key "hots"/);
+  assert.match(p.message, /expected one of: name, host, port/);
+});
+
+Deno.test("a wrong type names the field and the type expected", () => {
+  const p = onlyProblem(`{ "servers": [
+  { "name": "a", "host": "h", "username": "u", "secret": "x", "port": "5038" }
+] }`);
+  assert.equal(p.path, "servers[0].port");
+  assert.equal(p.line, 2);
+  assert.equal(p.message, "expected an integer, got a string");
+});
+
+Deno.test("an out-of-range port and a bad enum say what is allowed", () => {
+  const problems = problemsOf(`{ "servers": [
+  { "name": "a", "host": "h", "username": "u", "secret": "x", "port": 70000, "auth": "sha1" }
+] }`);
+  assert.deepEqual(problems.map((p) => [p.path, p.message]), [
+    ["servers[0].port", "expected a number <= 65535"],
+    ["servers[0].auth", 'expected one of "plain", "md5"'],
+  ]);
+});
+
+Deno.test("a bad cron expression is refused with croner's reason", () => {
+  const p = onlyProblem(`{ "servers": [${SERVER}], "actions": [
+    { "name": "peers", "schedule": "*/5 * * *", "action": "SIPPeers" }
+  ] }`);
+  assert.equal(p.path, "actions[0].schedule");
+  assert.equal(p.line, 2);
+  assert.match(p.message, /expected a cron expression with 5 fields, or 6 with seconds first/);
+  assert.match(p.message, /"\*\/5 \* \* \*"/);
+});
+
+Deno.test("a cron expression out of range or that never fires is refused", () => {
+  const range = onlyProblem(
+    `{ "servers": [{ "name": "a", "host": "h", "username": "u", "secret": "x",
+       "keepalive": { "schedule": "61 * * * * *" } }] }`,
+  );
+  assert.equal(range.path, "servers[0].keepalive.schedule");
+  assert.match(range.message, /second: 61/);
+  const never = onlyProblem(`{ "servers": [${SERVER}], "actions": [
+    { "name": "feb30", "schedule": "0 0 30 2 *", "action": "SIPPeers" } ] }`);
+  assert.match(never.message, /never fires/);
+});
+
+Deno.test("duplicate server names are refused at the second one", () => {
+  const p = onlyProblem(`{ "servers": [
+    ${SERVER},
+    { "name": "pbx1", "host": "h2", "username": "u", "secret": "x" }
+  ] }`);
+  assert.equal(p.path, "servers[1].name");
+  assert.equal(p.line, 3);
+  assert.match(p.message, /duplicate server name "pbx1" \(also servers\[0\]\)/);
+});
+
+Deno.test("a missing secret variable names the variable, never a value", () => {
+  const p = onlyProblem(`{ "servers": [${SERVER}] }`, {});
+  assert.equal(p.path, "servers[0].secret");
+  assert.equal(p.line, 1);
+  assert.match(p.message, /environment variable AMI_SECRET is not set/);
+});
+
+Deno.test("a secret left out says how to provide it", () => {
+  const p = onlyProblem(`{ "servers": [{ "name": "a", "host": "h", "username": "u" }] }`);
+  assert.equal(p.path, "servers[0].secret");
+  assert.match(p.message, /^is required: .*\$\{AMI_SECRET\}/);
+});
+
+Deno.test("an action aimed at an unknown server names the servers that exist", () => {
+  const p = onlyProblem(`{ "servers": [${SERVER}], "actions": [
+    { "name": "peers", "schedule": "* * * * *", "action": "SIPPeers", "servers": ["pbx9"] } ] }`);
+  assert.equal(p.path, "actions[0].servers[0]");
+  assert.match(p.message, /expected the name of a configured server \("pbx1"\), got "pbx9"/);
+});
+
+Deno.test("an action with neither schedule nor onConnect is refused", () => {
+  const p = onlyProblem(`{ "servers": [${SERVER}], "actions": [
+    { "name": "peers", "action": "SIPPeers" } ] }`);
+  assert.equal(p.path, "actions[0]");
+  assert.match(p.message, /"schedule", "onConnect": true, or both/);
+});
+
+Deno.test("action params that cannot be sent are refused before anything starts", () => {
+  const p = onlyProblem(`{ "servers": [${SERVER}], "actions": [
+    { "name": "x", "schedule": "* * * * *", "action": "Getvar", "params": { "Variable": "a\\r\\nAction: Logoff" } } ] }`);
+  assert.equal(p.path, "actions[0].params");
+  assert.match(p.message, /cannot be sent to Asterisk/);
+});
+
+Deno.test("a keepalive timeout longer than its interval is refused", () => {
+  const p = onlyProblem(`{ "servers": [{ "name": "a", "host": "h", "username": "u", "secret": "x",
+    "keepalive": { "schedule": "*/2 * * * * *", "timeoutMs": 5000 } }] }`);
+  assert.equal(p.path, "servers[0].keepalive.timeoutMs");
+  assert.match(p.message, /less than the keepalive interval \(2000 ms/);
+});
+
+Deno.test("a syntax error gives its line and column", () => {
+  const p = problemsOf(`{
+  "servers": [
+    { "name": "a" "host": "h" }
+  ]
+}`)[0];
+  assert.equal(p.line, 3);
+  assert.equal(p.column, 19);
+  assert.equal(p.message, "not valid JSONC: comma expected");
+});
+
+Deno.test("a key written twice is refused rather than silently overridden", () => {
+  const p = onlyProblem(`{ "servers": [${SERVER}], "dataDir": "/a", "dataDir": "/b" }`);
+  assert.equal(p.path, "dataDir");
+  assert.match(p.message, /appears twice/);
+});
+
+Deno.test("no servers at all is refused", () => {
+  const p = onlyProblem(`{ "servers": [] }`);
+  assert.equal(p.path, "servers");
+  assert.equal(p.message, "expected at least 1 entry");
+});
+
+Deno.test("a missing file says so and what to do", async () => {
+  await assert.rejects(loadConfig("/nonexistent/dami.config.jsonc"), (error) => {
+    assert.ok(error instanceof ConfigError);
+    assert.match(error.message, /\/nonexistent\/dami\.config\.jsonc: the file does not exist/);
+    return true;
+  });
+});
+
+Deno.test("the committed JSON Schema is generated from the current definition", async () => {
+  const file = fileURLToPath(new URL("../dami.config.schema.json", import.meta.url));
+  const committed = JSON.parse(await Deno.readTextFile(file));
+  assert.deepEqual(
+    committed,
+    JSON.parse(JSON.stringify(configJsonSchema())),
+    "dami.config.schema.json is stale: run `deno task config-schema`",
+  );
+});
