@@ -1,6 +1,10 @@
 /**
- * Call-history projections: derived only from `ami_events`, rebuildable from it.
- * Table and column names are public (see README, "Tables").
+ * Call-history projections: derived only from `ami_events`, rebuildable from it
+ * (`deno task rebuild-projections`). Table and column names are public (see README,
+ * "Tables"); the `projection_*` tables are the projector's own bookkeeping.
+ *
+ * Times are the events' own `Timestamp` header (Asterisk's clock, microseconds) when
+ * present, else `ami_events.received_at`.
  *
  * @module
  */
@@ -10,8 +14,8 @@ import {
   doublePrecision,
   index,
   integer,
-  primaryKey,
   pgTable,
+  primaryKey,
   text,
   timestamp,
 } from "drizzle-orm/pg-core";
@@ -23,24 +27,30 @@ export const callLegs = pgTable("call_legs", {
   server: text("server").notNull(),
   uniqueid: text("uniqueid").notNull(),
   callId: text("call_id").notNull(),
+  /** The last `Linkedid` seen on the channel (it changes on bridging and transfers). */
   linkedid: text("linkedid"),
   channel: text("channel"),
   /** The channel name without its `-xxxxxxxx` suffix, e.g. `SIP/6001`. */
   endpoint: text("endpoint"),
   callerNum: text("caller_num"),
   callerName: text("caller_name"),
+  /** The dialed context and extension: the first extension other than `s` the channel ran. */
   context: text("context"),
   exten: text("exten"),
   createdAt: timestamp("created_at", tz),
+  /** When the channel went `Up`. */
   answeredAt: timestamp("answered_at", tz),
   hungupAt: timestamp("hungup_at", tz),
+  /** Q.850 cause of the `Hangup` event. */
   cause: integer("cause"),
   causeTxt: text("cause_txt"),
+  /** `DialStatus` of the `DialEnd` that dialed this channel (or that it ran, if never dialed). */
   dialStatus: text("dial_status"),
 }, (t) => [
   primaryKey({ columns: [t.server, t.uniqueid] }),
   index("call_legs_call_id_idx").on(t.callId),
   index("call_legs_endpoint_created_idx").on(t.endpoint, t.createdAt),
+  index("call_legs_created_idx").on(t.createdAt),
 ]);
 
 /** One row per call: legs joined across linkedid, dial, bridge, local and transfer links. */
@@ -49,20 +59,36 @@ export const calls = pgTable("calls", {
   /** The oldest linkedid of the call's legs. */
   callId: text("call_id").notNull(),
   startedAt: timestamp("started_at", tz).notNull(),
+  /** First entry into a two-party bridge, else the first `DialEnd` with `ANSWER`. */
   answeredAt: timestamp("answered_at", tz),
+  /** The last `Hangup` seen (provisional while `complete` is false). */
   endedAt: timestamp("ended_at", tz),
+  /** Caller number of the originating leg. */
   src: text("src"),
+  /** Caller name of the originating leg. */
+  srcName: text("src_name"),
+  /** Dialed extension of the originating leg. */
   dst: text("dst"),
+  /** Dialplan context the originating leg started in (e.g. `from-trunk` for inbound). */
+  context: text("context"),
+  /** Endpoint of the originating leg, e.g. `SIP/trunk`. */
+  srcEndpoint: text("src_endpoint"),
+  /** Endpoint that answered, e.g. `SIP/6001`. */
   answeredBy: text("answered_by"),
   /** `ANSWERED`, `NO ANSWER`, `BUSY`, `FAILED`, `CONGESTION`, `CANCEL`. */
   disposition: text("disposition"),
+  /** Whole seconds from start to end, truncated like Asterisk's CDR. */
   durationS: integer("duration_s"),
+  /** Whole seconds from answer to end, truncated like Asterisk's CDR. */
   billsecS: integer("billsec_s"),
   hangupCause: integer("hangup_cause"),
   transferred: boolean("transferred").notNull().default(false),
   queue: text("queue"),
   legs: integer("legs").notNull(),
-  /** False while a leg is up, or when the call overlaps a gap in the AMI session. */
+  /**
+   * False while a leg is up, when a leg's `Newchannel` or `Hangup` was never seen, when the
+   * call's events span AMI sessions, or when the call overlaps a gap between sessions.
+   */
   complete: boolean("complete").notNull(),
 }, (t) => [
   primaryKey({ columns: [t.server, t.callId] }),
@@ -83,9 +109,11 @@ export const queueCalls = pgTable("queue_calls", {
   connectedAt: timestamp("connected_at", tz),
   leftAt: timestamp("left_at", tz),
   agent: text("agent"),
+  /** Seconds waited: `HoldTime` of AgentConnect or QueueCallerAbandon, else left - joined. */
   holdS: integer("hold_s"),
+  /** Seconds talked: `TalkTime` of AgentComplete. */
   talkS: integer("talk_s"),
-  /** `answered`, `abandoned`, `timeout`, `exit`, `unknown` (still waiting / gap). */
+  /** `answered`, `abandoned`, `timeout` (left unanswered), `unknown` (still waiting / gap). */
   outcome: text("outcome"),
 }, (t) => [
   primaryKey({ columns: [t.server, t.uniqueid, t.queue, t.joinedAt] }),
@@ -93,21 +121,47 @@ export const queueCalls = pgTable("queue_calls", {
   index("queue_calls_call_id_idx").on(t.callId),
 ]);
 
+/** One row per queue member rung for a caller (`AgentCalled`), keyed by the member's channel. */
+export const queueAttempts = pgTable("queue_attempts", {
+  server: text("server").notNull(),
+  /** The member channel's uniqueid (`DestUniqueid` of AgentCalled). */
+  uniqueid: text("uniqueid").notNull(),
+  callId: text("call_id").notNull(),
+  /** The queue caller channel's uniqueid. */
+  callerUniqueid: text("caller_uniqueid").notNull(),
+  queue: text("queue").notNull(),
+  /** `MemberName` (else `Interface`). */
+  agent: text("agent").notNull(),
+  calledAt: timestamp("called_at", tz).notNull(),
+  /** Milliseconds rung (AgentRingNoAnswer `RingTime` is ms; AgentConnect `RingTime` is s). */
+  ringMs: doublePrecision("ring_ms"),
+  /** `connected`, `no-answer`, `dumped`, `cancelled`; null while ringing. */
+  outcome: text("outcome"),
+}, (t) => [
+  primaryKey({ columns: [t.server, t.uniqueid] }),
+  index("queue_attempts_agent_called_idx").on(t.agent, t.calledAt),
+  index("queue_attempts_call_id_idx").on(t.callId),
+]);
+
 /** Availability samples of endpoints, from polls and pushed status events. */
 export const endpointStatus = pgTable("endpoint_status", {
   server: text("server").notNull(),
+  /** `Tech/name`, e.g. `SIP/6001`, `PJSIP/6001`. */
   endpoint: text("endpoint").notNull(),
   observedAt: timestamp("observed_at", tz).notNull(),
-  /** Normalised: `reachable`, `unreachable`, `lagged`, `unknown`, `unmonitored`, ... */
+  /** Normalised: `reachable`, `lagged`, `unreachable`, `unknown`, `unmonitored`. */
   state: text("state").notNull(),
   latencyMs: doublePrecision("latency_ms"),
   /** The event it came from: `PeerEntry`, `PeerStatus`, `ContactStatus`, ... */
   source: text("source").notNull(),
+  /** The status as Asterisk wrote it, e.g. `OK (5 ms)`, `Registered`, `NOT_INUSE`. */
+  detail: text("detail"),
   /** The `ami_events.id` it was derived from (makes rebuilds idempotent). */
   eventId: bigint("event_id", { mode: "bigint" }).notNull(),
 }, (t) => [
   primaryKey({ columns: [t.eventId, t.endpoint] }),
   index("endpoint_status_endpoint_observed_idx").on(t.endpoint, t.observedAt),
+  index("endpoint_status_observed_idx").on(t.observedAt),
 ]);
 
 /** How far each projection has read `ami_events`. */
@@ -116,3 +170,28 @@ export const projectionCheckpoints = pgTable("projection_checkpoints", {
   lastEventId: bigint("last_event_id", { mode: "bigint" }).notNull(),
   updatedAt: timestamp("updated_at", tz).notNull(),
 });
+
+/**
+ * The projector's leg → call index: every node of the call graph (a channel uniqueid, a
+ * linkedid, or `bridge:<BridgeUniqueid>`) and the call it belongs to, so a later event
+ * that links to any of them joins (or merges) the right call.
+ */
+export const projectionNodes = pgTable("projection_nodes", {
+  server: text("server").notNull(),
+  node: text("node").notNull(),
+  callId: text("call_id").notNull(),
+}, (t) => [
+  primaryKey({ columns: [t.server, t.node] }),
+  index("projection_nodes_call_idx").on(t.server, t.callId),
+]);
+
+/**
+ * Events of a call that `ami_events.uniqueid` does not find (they name channels only in
+ * other headers: `LocalBridge`, transfers, `DialBegin` of an Originate), by one channel
+ * they name.
+ */
+export const projectionEventRefs = pgTable("projection_event_refs", {
+  server: text("server").notNull(),
+  node: text("node").notNull(),
+  eventId: bigint("event_id", { mode: "bigint" }).notNull(),
+}, (t) => [primaryKey({ columns: [t.server, t.node, t.eventId] })]);
