@@ -1,0 +1,75 @@
+/**
+ * SIGTERM and SIGINT: one orderly shutdown (stop schedules, Logoff each server, flush
+ * the ingest pipeline), then exit 0; a hard deadline so systemd or docker never has to
+ * SIGKILL us. A second signal exits at once.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+
+/** Time allowed for the orderly shutdown; systemd's and docker's default stop timeouts are 90 s and 10 s. */
+export const SHUTDOWN_DEADLINE_MS = 9_000;
+
+/** Options of {@linkcode handleShutdownSignals}. */
+export interface ShutdownSignalOptions {
+  /** Give up the orderly shutdown after this long and exit 1.
+   * @default {SHUTDOWN_DEADLINE_MS} */
+  deadlineMs?: number;
+  /** Ends the process (tests replace it).
+   * @default {Deno.exit} */
+  exit?: (code: number) => void;
+}
+
+/**
+ * Runs `shutdown` on the first SIGTERM or SIGINT and exits 0 when it completes, 1 when
+ * it fails or outlasts the deadline. Returns a function that removes the handlers.
+ */
+export function handleShutdownSignals(
+  shutdown: (signal: Deno.Signal) => Promise<void>,
+  options: ShutdownSignalOptions = {},
+): () => void {
+  const log = getLogger(["dami", "signals"]);
+  const deadlineMs = options.deadlineMs ?? SHUTDOWN_DEADLINE_MS;
+  const exit = options.exit ?? ((code: number) => Deno.exit(code));
+  let stopping = false;
+  const handler = (signal: Deno.Signal) => {
+    if (stopping) {
+      log.warn("{signal} again: exiting now", { signal });
+      exit(1);
+      return;
+    }
+    stopping = true;
+    log.info("{signal}: shutting down", { signal });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<"deadline">((resolve) => {
+      timer = setTimeout(() => resolve("deadline"), deadlineMs);
+    });
+    Promise.race([shutdown(signal).then(() => "done" as const), deadline]).then(
+      (outcome) => {
+        clearTimeout(timer);
+        if (outcome === "deadline") {
+          log.error("shutdown did not finish within {deadlineMs} ms; exiting", { deadlineMs });
+          exit(1);
+        } else exit(0);
+      },
+      (error) => {
+        clearTimeout(timer);
+        log.error("shutdown failed: {error}", { error });
+        exit(1);
+      },
+    );
+  };
+  const installed: Array<[Deno.Signal, () => void]> = [];
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    const listener = () => handler(signal);
+    try {
+      Deno.addSignalListener(signal, listener);
+      installed.push([signal, listener]);
+    } catch {
+      // SIGTERM cannot be listened to on Windows; SIGINT still works.
+    }
+  }
+  return () => {
+    for (const [signal, listener] of installed) Deno.removeSignalListener(signal, listener);
+  };
+}
