@@ -135,6 +135,8 @@ export class DAMI {
   #idPrefix = `dami-${crypto.randomUUID().slice(0, 8)}-`;
   #idCounter = 0;
   #listeners = new Map<string, Set<DAMIListener>>();
+  /** `once` wrapper → the listener it wraps, so `off(listener)` finds it. */
+  #onceWrapped = new WeakMap<DAMIListener, DAMIListener>();
   #messageHooks: Array<(message: AmiMessage) => void> = [];
   #listening = false;
   #held: AmiMessage[] = [];
@@ -315,7 +317,14 @@ export class DAMI {
 
   /** Removes a listener added with `on` or `once`. */
   off(event: string, listener: DAMIListener): void {
-    this.#listeners.get(event.toLowerCase())?.delete(listener);
+    const set = this.#listeners.get(event.toLowerCase());
+    if (set === undefined || set.delete(listener)) return;
+    for (const registered of set) {
+      if (this.#onceWrapped.get(registered) === listener) {
+        set.delete(registered);
+        return;
+      }
+    }
   }
 
   /** Like `on`, for the next such event only. */
@@ -324,6 +333,7 @@ export class DAMI {
       this.off(event, wrapper);
       listener(data);
     };
+    this.#onceWrapped.set(wrapper, listener);
     this.on(event, wrapper);
   }
 
@@ -462,7 +472,11 @@ export class DAMI {
           return;
         }
         const messages = parser.push(buf.subarray(0, n));
-        for (let i = 0; i < messages.length; i++) this.#receive(messages[i]);
+        for (let i = 0; i < messages.length; i++) {
+          // A hook or listener may have closed the connection: the rest of the read is dropped.
+          if (this.#closeInfo !== undefined) return;
+          this.#receive(messages[i]);
+        }
       }
     } catch (error) {
       if (this.#closeInfo !== undefined) return;
