@@ -468,7 +468,10 @@ Deno.test("a value with CR or LF is refused with code invalid and nothing is sen
       { Variable: ["ok=1", "bad=\r"] },
     ]
   ) {
-    await assert.rejects(dami.to("Originate", data), isCode("invalid"));
+    await assert.rejects(
+      dami.to("Originate", data),
+      (error: unknown) => error instanceof DAMIInvalidInputError && isCode("invalid")(error),
+    );
   }
   assert.equal(await dami.ping(), true);
   assert.equal(session.bytesReceived - bytesBefore, session.actions.at(-1)!.raw.length);
