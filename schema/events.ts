@@ -65,22 +65,31 @@ export const amiEvents = pgTable("ami_events", {
 }, (t) => [
   uniqueIndex("ami_events_session_seq_key").on(t.sessionId, t.seq),
   index("ami_events_event_received_idx").on(t.event, t.receivedAt),
-  index("ami_events_received_idx").on(t.receivedAt),
-  index("ami_events_linkedid_idx").on(t.linkedid),
-  index("ami_events_uniqueid_idx").on(t.uniqueid),
-  index("ami_events_action_id_idx").on(t.actionId),
-  index("ami_events_server_received_idx").on(t.server, t.receivedAt),
+  // BRIN: rows arrive in received_at order, so time-range scans need only block ranges,
+  // and the insert cost is a fraction of a btree's (measured: ingest +25%, see README).
+  index("ami_events_received_brin").using("brin", t.receivedAt),
+  // Partial: many events (peer status, list items, system events) carry none of these.
+  index("ami_events_linkedid_idx").on(t.linkedid).where(sql`${t.linkedid} IS NOT NULL`),
+  index("ami_events_uniqueid_idx").on(t.uniqueid).where(sql`${t.uniqueid} IS NOT NULL`),
+  index("ami_events_action_id_idx").on(t.actionId).where(sql`${t.actionId} IS NOT NULL`),
 ]);
 
 /**
- * Rows PostgreSQL refused for a permanent reason, kept whole so nothing is dropped
- * silently. `payload` is the JSON the row would have been.
+ * Records PostgreSQL refused for a permanent reason (a data or constraint error on that
+ * row alone), kept whole so nothing is dropped silently: the ingest pipeline finds the
+ * row by bisecting the failed batch, stores it here and goes on.
+ *
+ * `kind` is `event` (then `session_id` and `seq` identify it, and a retried write does
+ * not duplicate it), `session_start`, `session_end` or `action_run`. `session_id` is
+ * text so that even a malformed id can be kept. `payload` is the record as JSON.
  */
 export const amiEventsRejected = pgTable("ami_events_rejected", {
   id: bigint("id", { mode: "bigint" }).primaryKey().generatedAlwaysAsIdentity(),
+  kind: text("kind").notNull().default("event"),
   server: text("server").notNull(),
-  sessionId: uuid("session_id").notNull(),
-  seq: bigint("seq", { mode: "number" }).notNull(),
+  sessionId: text("session_id"),
+  seq: bigint("seq", { mode: "number" }),
+  /** The PostgreSQL error: SQLSTATE and message. */
   error: text("error").notNull(),
   payload: text("payload").notNull(),
   rejectedAt: timestamp("rejected_at", { withTimezone: true, mode: "date" }).notNull().default(
