@@ -1,0 +1,126 @@
+/**
+ * The daemon's HTTP endpoints on `http.listen`:
+ *
+ * - `GET /healthz`: 200 when every server is connected and the store is writable,
+ *   503 otherwise; the JSON body says why (`reasons`) and shows each server's state.
+ * - `GET /metrics`: Prometheus text format.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type { DaemonMetrics } from "./metrics.ts";
+import type { SupervisorStatus } from "./supervisor.ts";
+
+/** Whether the store accepts writes now. */
+export interface StoreHealth {
+  /** True when the last write to the database succeeded (or nothing failed yet). */
+  writable: boolean;
+  /** Why not, when not. */
+  reason?: string;
+  /** Extra figures shown in the body (queue depth, spool bytes, ...). */
+  detail?: Record<string, unknown>;
+}
+
+/** Options of {@linkcode startHttp}. */
+export interface HttpOptions {
+  /** `host:port` (`[::1]:9464` for IPv6); port 0 picks a free one. */
+  listen: string;
+  /** The servers' supervisors (their `status`). */
+  servers: readonly { readonly status: SupervisorStatus }[];
+  /** The store's health, asked at every `/healthz`. */
+  storeHealth: () => StoreHealth | Promise<StoreHealth>;
+  /** What `/metrics` renders. */
+  metrics: DaemonMetrics;
+}
+
+/** The body of `/healthz`. */
+export interface HealthReport {
+  status: "ok" | "unhealthy";
+  /** One line per problem; empty when healthy. */
+  reasons: string[];
+  servers: SupervisorStatus[];
+  store: StoreHealth;
+}
+
+/** A running HTTP server. */
+export interface HttpServer {
+  /** The address actually bound (port resolved when 0 was asked). */
+  readonly hostname: string;
+  readonly port: number;
+  /** Stops accepting and closes connections. */
+  close(): Promise<void>;
+}
+
+/** Computes the health report (also used in logs and tests). */
+export async function healthReport(options: Omit<HttpOptions, "listen">): Promise<HealthReport> {
+  const servers = options.servers.map((s) => s.status);
+  let store: StoreHealth;
+  try {
+    store = await options.storeHealth();
+  } catch (error) {
+    store = { writable: false, reason: (error as Error).message };
+  }
+  const reasons: string[] = [];
+  for (const s of servers) {
+    if (s.state === "connected") continue;
+    reasons.push(
+      `server ${s.server} is not connected (${s.state}${
+        s.lastError === undefined ? "" : `: ${s.lastError}`
+      })`,
+    );
+  }
+  if (!store.writable) {
+    reasons.push(
+      `the store is not writable${store.reason === undefined ? "" : `: ${store.reason}`}`,
+    );
+  }
+  return { status: reasons.length === 0 ? "ok" : "unhealthy", reasons, servers, store };
+}
+
+/** Starts the HTTP server. */
+export function startHttp(options: HttpOptions): HttpServer {
+  const log = getLogger(["dami", "http"]);
+  const { hostname, port } = parseListen(options.listen);
+  const server = Deno.serve({
+    hostname,
+    port,
+    onListen: () => {},
+    onError: (error) => {
+      log.error("request failed: {error}", { error });
+      return new Response("internal error\n", { status: 500 });
+    },
+  }, async (request) => {
+    const path = new URL(request.url).pathname;
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return new Response("method not allowed\n", { status: 405, headers: { allow: "GET" } });
+    }
+    if (path === "/healthz") {
+      const report = await healthReport(options);
+      return Response.json(report, { status: report.status === "ok" ? 200 : 503 });
+    }
+    if (path === "/metrics") {
+      return new Response(await options.metrics.render(), {
+        headers: { "content-type": options.metrics.contentType },
+      });
+    }
+    return new Response("not found: try /healthz or /metrics\n", { status: 404 });
+  });
+  const addr = server.addr as Deno.NetAddr;
+  log.info("HTTP on http://{host}:{port} (/healthz, /metrics)", {
+    host: addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname,
+    port: addr.port,
+  });
+  return {
+    hostname: addr.hostname,
+    port: addr.port,
+    close: () => server.shutdown(),
+  };
+}
+
+/** `host:port` or `[v6]:port` into its parts. */
+export function parseListen(listen: string): { hostname: string; port: number } {
+  const colon = listen.lastIndexOf(":");
+  let hostname = listen.slice(0, colon);
+  if (hostname.startsWith("[") && hostname.endsWith("]")) hostname = hostname.slice(1, -1);
+  return { hostname, port: Number(listen.slice(colon + 1)) };
+}
