@@ -36,7 +36,8 @@ export type SqlValue = string | number | boolean | null;
 /** Runs a statement and returns its rows, whichever driver ran it. */
 export async function selectRows<Row>(db: SqlExecutor, query: SQLWrapper): Promise<Row[]> {
   const result = await db.execute(query);
-  if (Array.isArray(result)) return result as Row[];
+  // postgres.js returns an Array subclass (with `count`, `columns`): copy to a plain array.
+  if (Array.isArray(result)) return Array.from(result) as Row[];
   const rows = (result as { rows?: unknown } | null)?.rows;
   return Array.isArray(rows) ? rows as Row[] : [];
 }

@@ -71,39 +71,19 @@ export async function openPgliteTestStore(): Promise<TestStore> {
   };
 }
 
-/** Options of {@linkcode loadFixtureEvents}. */
-export interface LoadOptions {
-  /** @default {"pbx1"} */
-  server?: string;
-  /** @default {a random UUID} */
-  sessionId?: string;
-  /**
-   * Record the session as ended after its last event (as the daemon does on close).
-   * @default {true}
-   */
-  ended?: boolean;
-  /** Only events for which this returns true are stored (seq stays the original). */
-  filter?: (message: AmiMessage) => boolean;
-}
-
-/** What {@linkcode loadFixtureEvents} stored. */
-export interface LoadedFixture {
-  sessionId: string;
-  /** The events stored, in order. */
-  messages: AmiMessage[];
+/** One recorded event and when the daemon would have received it. */
+export interface TimedMessage {
+  message: AmiMessage;
+  /** ms since the epoch, on the events' own clock. */
+  receivedAtMs: number;
 }
 
 /**
- * Parses the fixture's server bytes chunk by chunk and stores each event. `received_at`
- * is placed on the events' own clock (first `Timestamp` minus its read offset).
+ * The events of a fixture, parsed chunk by chunk as the client reads them. `receivedAtMs`
+ * is placed on the events' own clock (first `Timestamp` minus its read offset), so list
+ * items without a `Timestamp` get a consistent time.
  */
-export async function loadFixtureEvents(
-  db: SqlExecutor,
-  name: FixtureName,
-  options: LoadOptions = {},
-): Promise<LoadedFixture> {
-  const server = options.server ?? "pbx1";
-  const sessionId = options.sessionId ?? crypto.randomUUID();
+export function fixtureEvents(name: FixtureName): TimedMessage[] {
   const fixture = loadFixture(name);
   let readAt = 0;
   const parser = new AmiParser({ now: () => readAt });
@@ -117,23 +97,78 @@ export async function loadFixtureEvents(
   const baseMs = anchor === undefined
     ? Date.UTC(2026, 10, 26)
     : Number(headerValue(anchor.message, "Timestamp")) * 1000 - anchor.t;
-  const messages = parsed.filter((p) =>
-    p.message.kind === "event" && (options.filter?.(p.message) ?? true)
-  );
-  const lastT = parsed.length > 0 ? parsed[parsed.length - 1].t : 0;
+  return parsed.filter((p) => p.message.kind === "event")
+    .map((p) => ({ message: p.message, receivedAtMs: baseMs + p.t }));
+}
+
+/** Options of {@linkcode loadFixtureEvents}. */
+export interface LoadOptions {
+  /** @default {"pbx1"} */
+  server?: string;
+  /** @default {a random UUID} */
+  sessionId?: string;
+  /**
+   * Record the session as ended just after its last event (as the daemon does on close).
+   * @default {true}
+   */
+  ended?: boolean;
+}
+
+/** One `ami_sessions` row. */
+export interface SessionSpec {
+  id: string;
+  server: string;
+  connectedAtMs: number;
+  /** null while connected. */
+  disconnectedAtMs: number | null;
+}
+
+/** Stores an `ami_sessions` row. */
+export async function insertSession(db: SqlExecutor, session: SessionSpec): Promise<void> {
   await insertRecords(db, amiSessions, [{
-    id: sessionId,
-    server,
-    connected_at: isoMicros(baseMs * 1000),
-    disconnected_at: (options.ended ?? true) ? isoMicros((baseMs + lastT + 1) * 1000) : null,
-    banner: parser.banner ?? null,
-    disconnect_reason: (options.ended ?? true) ? "eof" : null,
+    id: session.id,
+    server: session.server,
+    connected_at: new Date(session.connectedAtMs).toISOString(),
+    disconnected_at: session.disconnectedAtMs === null
+      ? null
+      : new Date(session.disconnectedAtMs).toISOString(),
+    banner: "Asterisk Call Manager/9.0.0",
+    disconnect_reason: session.disconnectedAtMs === null ? null : "eof",
   }], { columns: ["id"], action: "nothing" });
+}
+
+/** Stores events of one session, in the given order (that order decides their ids). */
+export async function insertMessages(
+  db: SqlExecutor,
+  server: string,
+  sessionId: string,
+  messages: readonly TimedMessage[],
+): Promise<void> {
   await insertEventRecords(
     db,
-    messages.map((p) => eventRecord(server, sessionId, p.message, baseMs + p.t)),
+    messages.map((m) => eventRecord(server, sessionId, m.message, m.receivedAtMs)),
   );
-  return { sessionId, messages: messages.map((p) => p.message) };
+}
+
+/** Stores a whole fixture as one session (see {@linkcode fixtureEvents}). */
+export async function loadFixtureEvents(
+  db: SqlExecutor,
+  name: FixtureName,
+  options: LoadOptions = {},
+): Promise<{ sessionId: string; messages: AmiMessage[] }> {
+  const server = options.server ?? "pbx1";
+  const sessionId = options.sessionId ?? crypto.randomUUID();
+  const events = fixtureEvents(name);
+  const first = events[0]?.receivedAtMs ?? Date.UTC(2026, 10, 26);
+  const last = events[events.length - 1]?.receivedAtMs ?? first;
+  await insertSession(db, {
+    id: sessionId,
+    server,
+    connectedAtMs: first - 1000,
+    disconnectedAtMs: (options.ended ?? true) ? last + 1000 : null,
+  });
+  await insertMessages(db, server, sessionId, events);
+  return { sessionId, messages: events.map((e) => e.message) };
 }
 
 /** An `ami_events` row for `message` as the daemon's ingest writes it. */

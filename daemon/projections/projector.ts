@@ -545,32 +545,48 @@ async function selectEvents(
 }
 
 /**
- * When the daemon had no session to `server`: from a session's end (or, if it never
- * recorded one, the next session's start) to the next session's start, open-ended after
- * the last session that ended.
+ * When the daemon had no session to `server`: from a session's end to the next session's
+ * start, open-ended after the last session that ended. A session that never recorded its
+ * end (the daemon crashed) ended, as far as anyone knows, at its last stored event.
  */
 async function sessionGaps(tx: SqlExecutor, server: string): Promise<SessionGap[]> {
-  const sessions = await selectRows<{ connected_us: number; disconnected_us: number | null }>(
+  const sessions = await selectRows<
+    { connected_us: number; disconnected_us: number | null; last_event_us: number | null }
+  >(
     tx,
-    sql`select floor(extract(epoch from connected_at) * 1000000)::float8 as connected_us,
-          floor(extract(epoch from disconnected_at) * 1000000)::float8 as disconnected_us
-        from ${amiSessions} where server = ${server} order by connected_at`,
+    sql`select floor(extract(epoch from s.connected_at) * 1000000)::float8 as connected_us,
+          floor(extract(epoch from s.disconnected_at) * 1000000)::float8 as disconnected_us,
+          case when s.disconnected_at is null then (
+            select floor(extract(epoch from e.received_at) * 1000000)::float8 from ami_events e
+            where e.session_id = s.id order by e.seq desc limit 1
+          ) end as last_event_us
+        from ${amiSessions} s where s.server = ${server} order by s.connected_at`,
   );
   return gapsBetweenSessions(sessions.map((s) => ({
     connectedUs: s.connected_us,
     disconnectedUs: s.disconnected_us,
+    lastEventUs: s.last_event_us,
   })));
 }
 
+/** A session as {@linkcode gapsBetweenSessions} needs it (microseconds). */
+export interface SessionSpan {
+  connectedUs: number;
+  /** null when the session did not record its end (still connected, or crashed). */
+  disconnectedUs: number | null;
+  /** When its last event was received (null: none). */
+  lastEventUs: number | null;
+}
+
 /** The gaps between sessions sorted by connection time (see {@linkcode sessionGaps}). */
-export function gapsBetweenSessions(
-  sessions: readonly { connectedUs: number; disconnectedUs: number | null }[],
-): SessionGap[] {
+export function gapsBetweenSessions(sessions: readonly SessionSpan[]): SessionGap[] {
   const gaps: SessionGap[] = [];
   for (let i = 0; i < sessions.length; i++) {
+    const session = sessions[i];
     const next = sessions[i + 1];
-    const startUs = sessions[i].disconnectedUs ?? next?.connectedUs;
-    if (startUs === undefined) continue;
+    // Still connected: no gap (yet).
+    if (session.disconnectedUs === null && next === undefined) continue;
+    const startUs = session.disconnectedUs ?? session.lastEventUs ?? session.connectedUs;
     const endUs = next?.connectedUs ?? Infinity;
     if (endUs > startUs) gaps.push({ startUs, endUs });
   }
