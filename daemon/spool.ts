@@ -1,0 +1,447 @@
+/**
+ * The durable on-disk queue in front of the database: an append-only log of records
+ * in segment files, `<dir>/<12-digit number>.spool`.
+ *
+ * Format: one record per line, `<crc32 as 8 hex digits> <payload>\n`, where the CRC-32
+ * covers the payload's UTF-8 bytes and the payload is one line of JSON. A line without
+ * its newline (a write torn by a crash) or whose checksum does not match is skipped
+ * and counted, never misparsed: every record is framed by a newline the JSON cannot
+ * contain, so reading resumes at the next one.
+ *
+ * Durability: {@linkcode Spool.append} only buffers; the buffer is written and
+ * `fdatasync`ed every `fsyncIntervalMs` (and by {@linkcode Spool.flush}), so a crash
+ * or SIGKILL loses at most the records appended during the last interval plus the
+ * duration of one write and fsync.
+ *
+ * A position is the end of a record: `{ segment, offset }`. The reader of the spool
+ * (the ingest writer) reads from a position and, once records are in the database,
+ * {@linkcode Spool.release}s them; fully released segments are deleted. Segments left
+ * by a previous run are read from their start (writes downstream are idempotent).
+ *
+ * @example
+ * ```ts
+ * import { Spool } from "./spool.ts";
+ * const dir = await Deno.makeTempDir();
+ * const spool = await Spool.open(dir);
+ * spool.append('{"hello":"world"}');
+ * const { payloads, end } = await spool.read(spool.start, 100);
+ * console.log(payloads); // ['{"hello":"world"}']
+ * spool.release(end);
+ * await spool.close();
+ * ```
+ *
+ * @module
+ */
+import { crc32 } from "node:zlib";
+
+/** Tuning of a {@linkcode Spool}. */
+export interface SpoolOptions {
+  /**
+   * Most bytes of unreleased records kept; {@linkcode Spool.append} refuses beyond.
+   * @default {1073741824} (1 GiB)
+   */
+  capBytes?: number;
+  /**
+   * A segment file is closed and a new one started once it holds this many bytes.
+   * @default {16777216} (16 MiB)
+   */
+  segmentBytes?: number;
+  /**
+   * Most time between an append and its `fdatasync`, in milliseconds (plus the time
+   * the write and fsync themselves take).
+   * @default {100}
+   */
+  fsyncIntervalMs?: number;
+  /** Called when a write, fsync or delete fails (the data stays buffered and is retried). */
+  onError?: (error: unknown) => void;
+}
+
+/** The end of a record: `offset` bytes into segment number `segment`. */
+export interface SpoolPosition {
+  readonly segment: number;
+  readonly offset: number;
+}
+
+/** What {@linkcode Spool.read} returns. */
+export interface SpoolRead {
+  /** Payloads of the records read, in order. */
+  payloads: string[];
+  /** Where the next read starts (the end of the last record read or skipped). */
+  end: SpoolPosition;
+  /** Lines skipped because their checksum or framing was wrong (a torn tail counts one). */
+  corrupt: number;
+}
+
+interface Segment {
+  readonly n: number;
+  /** Bytes appended, buffered or not. */
+  size: number;
+  /** Bytes known to be in the file. */
+  written: number;
+  /** Appended bytes not yet handed to a write. */
+  pending: Uint8Array;
+  pendingLength: number;
+  file?: Deno.FsFile;
+  /** The file position may not be `written` (a write failed part-way). */
+  mustSeek: boolean;
+  retired: boolean;
+}
+
+const NAME = /^(\d{12})\.spool$/;
+const LF = 0x0a;
+const SPACE = 0x20;
+const READ_CHUNK = 1 << 20;
+const HEX = "0123456789abcdef";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** An append-only, segmented, checksummed on-disk log of one-line records. */
+export class Spool {
+  readonly #dir: string;
+  readonly #capBytes: number;
+  readonly #segmentBytes: number;
+  readonly #fsyncIntervalMs: number;
+  readonly #onError: (error: unknown) => void;
+  /** Live segments in order; the last one takes appends unless it is from a previous run. */
+  #segments: Segment[] = [];
+  #nextNumber: number;
+  #active: Segment | undefined;
+  #bytes = 0;
+  /** File operations (write, fsync, delete), one at a time, in order. */
+  #chain: Promise<void> = Promise.resolve();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #stopping = false;
+  #closed = false;
+
+  private constructor(dir: string, existing: Segment[], options: SpoolOptions) {
+    this.#dir = dir;
+    this.#capBytes = options.capBytes ?? 1024 ** 3;
+    this.#segmentBytes = options.segmentBytes ?? 16 * 1024 ** 2;
+    this.#fsyncIntervalMs = options.fsyncIntervalMs ?? 100;
+    this.#onError = options.onError ?? (() => {});
+    this.#segments = existing;
+    for (const s of existing) this.#bytes += s.size;
+    this.#nextNumber = existing.length ? existing[existing.length - 1].n + 1 : 1;
+    this.#scheduleFlush();
+  }
+
+  /**
+   * Opens (creating it if needed) the spool in `dir`. Segments found there, left by a
+   * previous run, are read back from {@linkcode Spool.start}; new records go to a new
+   * segment.
+   */
+  static async open(dir: string, options: SpoolOptions = {}): Promise<Spool> {
+    await Deno.mkdir(dir, { recursive: true });
+    const existing: Segment[] = [];
+    for await (const entry of Deno.readDir(dir)) {
+      const match = entry.isFile ? NAME.exec(entry.name) : null;
+      if (!match) continue;
+      const { size } = await Deno.stat(`${dir}/${entry.name}`);
+      existing.push(newSegment(Number(match[1]), size));
+    }
+    existing.sort((a, b) => a.n - b.n);
+    return new Spool(dir, existing, options);
+  }
+
+  /** Bytes of unreleased records (on disk or buffered). */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** The cap given at open. */
+  get capBytes(): number {
+    return this.#capBytes;
+  }
+
+  /** Position before the first unreleased record. */
+  get start(): SpoolPosition {
+    const first = this.#segments[0];
+    return first ? { segment: first.n, offset: 0 } : { segment: this.#nextNumber, offset: 0 };
+  }
+
+  /** Position after the last record appended. */
+  get end(): SpoolPosition {
+    const last = this.#segments[this.#segments.length - 1];
+    return last ? { segment: last.n, offset: last.size } : { segment: this.#nextNumber, offset: 0 };
+  }
+
+  /** Bytes of unreleased records after `from` and up to `to` (0 when `to` is not after `from`). */
+  distance(from: SpoolPosition, to: SpoolPosition): number {
+    let bytes = 0;
+    for (const s of this.#segments) {
+      if (s.n < from.segment || s.n > to.segment) continue;
+      const low = s.n === from.segment ? from.offset : 0;
+      const high = s.n === to.segment ? to.offset : s.size;
+      if (high > low) bytes += high - low;
+    }
+    return bytes;
+  }
+
+  /**
+   * Buffers one record (a payload without newline) and returns its position, or null
+   * when it would take the spool past `capBytes` (or the spool is closed). Synchronous; durable after
+   * the next flush.
+   */
+  append(payload: string): SpoolPosition | null {
+    if (this.#closed) return null;
+    // Worst case UTF-8 is 3 bytes per UTF-16 unit; the exact length is known after encoding.
+    const room = 10 + payload.length * 3;
+    let segment = this.#active;
+    if (!segment || (segment.size > 0 && segment.size + room > this.#segmentBytes)) {
+      segment = newSegment(this.#nextNumber++, 0);
+      this.#segments.push(segment);
+      this.#active = segment;
+    }
+    if (segment.pending.length - segment.pendingLength < room) {
+      const grown = new Uint8Array(Math.max(segment.pending.length * 2, room, 64 * 1024));
+      grown.set(segment.pending.subarray(0, segment.pendingLength));
+      segment.pending = grown;
+    }
+    const at = segment.pendingLength;
+    const { written } = encoder.encodeInto(payload, segment.pending.subarray(at + 9));
+    const length = written + 10;
+    // An empty spool takes any one record, so that no record is too large to ever fit.
+    if (this.#bytes > 0 && this.#bytes + length > this.#capBytes) return null;
+    const body = segment.pending.subarray(at + 9, at + 9 + written);
+    if (body.includes(LF)) throw new TypeError("a spool payload must not contain a newline");
+    let crc = crc32(body);
+    for (let i = 7; i >= 0; i--) {
+      segment.pending[at + i] = HEX.charCodeAt(crc & 0xf);
+      crc >>>= 4;
+    }
+    segment.pending[at + 8] = SPACE;
+    segment.pending[at + 9 + written] = LF;
+    segment.pendingLength += length;
+    segment.size += length;
+    this.#bytes += length;
+    return { segment: segment.n, offset: segment.size };
+  }
+
+  /**
+   * Reads up to `maxRecords` records after `from`. Records still in the buffer are
+   * flushed first. An empty result means nothing was appended after `from`.
+   */
+  async read(from: SpoolPosition, maxRecords: number): Promise<SpoolRead> {
+    const payloads: string[] = [];
+    let corrupt = 0;
+    let position = from;
+    let chunk = READ_CHUNK;
+    while (payloads.length < maxRecords && !this.#closed) {
+      const segment = this.#segments.find((s) => s.n >= position.segment);
+      if (!segment) break;
+      if (segment.n > position.segment) position = { segment: segment.n, offset: 0 };
+      if (position.offset < segment.written) {
+        const length = Math.min(segment.written - position.offset, chunk);
+        const bytes = await this.#readFile(segment.n, position.offset, length);
+        let start = 0;
+        for (;;) {
+          if (payloads.length >= maxRecords) break;
+          const newline = bytes.indexOf(LF, start);
+          if (newline < 0) break;
+          const payload = verifiedPayload(bytes, start, newline);
+          if (payload === null) corrupt++;
+          else payloads.push(payload);
+          start = newline + 1;
+        }
+        if (start === 0 && payloads.length < maxRecords) {
+          if (length < segment.written - position.offset) {
+            chunk *= 2; // one record longer than the chunk
+            continue;
+          }
+          // Bytes without a newline at the end of the file: only a torn write leaves those.
+          corrupt++;
+          position = { segment: segment.n, offset: segment.written };
+          if (segment.size === segment.written && segment !== this.#active) {
+            position = { segment: segment.n + 1, offset: 0 };
+          }
+          continue;
+        }
+        position = { segment: segment.n, offset: position.offset + start };
+        chunk = READ_CHUNK;
+      } else if (position.offset < segment.size) {
+        await this.flush();
+      } else if (segment !== this.#segments[this.#segments.length - 1]) {
+        position = { segment: segment.n + 1, offset: 0 };
+      } else {
+        break;
+      }
+    }
+    return { payloads, end: position, corrupt };
+  }
+
+  /**
+   * Marks every record up to `position` as safely stored elsewhere: segments wholly
+   * before it are deleted, and when nothing follows it the buffer is dropped unwritten.
+   */
+  release(position: SpoolPosition): void {
+    if (this.#closed) return;
+    while (this.#segments.length) {
+      const s = this.#segments[0];
+      const released = s.n < position.segment ||
+        (s.n === position.segment && position.offset >= s.size);
+      if (!released) break;
+      this.#segments.shift();
+      this.#retire(s);
+    }
+  }
+
+  /** Writes and fsyncs everything appended so far. */
+  flush(): Promise<void> {
+    return this.#enqueue(() => this.#flushNow());
+  }
+
+  /** Flushes, stops the timer and closes the files. Later appends are refused. */
+  async close(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    clearTimeout(this.#timer);
+    await this.flush();
+    this.#closed = true;
+    await this.#enqueue(() => {
+      for (const s of this.#segments) closeFile(s);
+      return Promise.resolve();
+    });
+  }
+
+  #retire(segment: Segment): void {
+    segment.retired = true;
+    this.#bytes -= segment.size;
+    segment.pending = new Uint8Array(0);
+    segment.pendingLength = 0;
+    if (segment === this.#active) this.#active = undefined;
+    this.#enqueue(async () => {
+      closeFile(segment);
+      try {
+        await Deno.remove(this.#path(segment.n));
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) this.#onError(error);
+      }
+    });
+  }
+
+  #scheduleFlush(delay = this.#fsyncIntervalMs): void {
+    this.#timer = setTimeout(async () => {
+      const started = Date.now();
+      try {
+        await this.flush();
+      } catch {
+        // reported through onError; the data stays buffered for the next flush
+      }
+      // The interval runs from one flush start to the next.
+      if (!this.#stopping) {
+        this.#scheduleFlush(Math.max(0, this.#fsyncIntervalMs - (Date.now() - started)));
+      }
+    }, delay);
+  }
+
+  #enqueue(op: () => Promise<void>): Promise<void> {
+    const next = this.#chain.then(op, op);
+    this.#chain = next.catch((error) => this.#onError(error));
+    return next;
+  }
+
+  async #flushNow(): Promise<void> {
+    let created = false;
+    let toSync: Segment | undefined;
+    for (const segment of [...this.#segments]) {
+      if (segment.pendingLength === 0 || segment.retired) continue;
+      const data = segment.pending.subarray(0, segment.pendingLength);
+      segment.pending = new Uint8Array(Math.max(64 * 1024, segment.pendingLength));
+      segment.pendingLength = 0;
+      try {
+        if (!segment.file) {
+          segment.file = await Deno.open(this.#path(segment.n), { write: true, create: true });
+          segment.mustSeek = true;
+          created = true;
+        }
+        if (segment.mustSeek) {
+          await segment.file.seek(segment.written, Deno.SeekMode.Start);
+          segment.mustSeek = false;
+        }
+        for (let done = 0; done < data.length;) {
+          done += await segment.file.write(data.subarray(done));
+        }
+      } catch (error) {
+        // Keep the bytes; the next flush rewrites them at the same offset.
+        const kept = new Uint8Array(data.length + segment.pending.length);
+        kept.set(data);
+        segment.pending = kept;
+        segment.pendingLength = data.length;
+        segment.mustSeek = true;
+        throw error;
+      }
+      segment.written += data.length;
+      if (segment !== this.#active) {
+        await segment.file.syncData();
+        closeFile(segment);
+      } else {
+        toSync = segment;
+      }
+    }
+    if (toSync?.file && !toSync.retired) await toSync.file.syncData();
+    if (created) await syncDirectory(this.#dir);
+  }
+
+  async #readFile(n: number, offset: number, length: number): Promise<Uint8Array> {
+    using file = await Deno.open(this.#path(n), { read: true });
+    await file.seek(offset, Deno.SeekMode.Start);
+    const bytes = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const got = await file.read(bytes.subarray(done));
+      if (got === null) break;
+      done += got;
+    }
+    return bytes.subarray(0, done);
+  }
+
+  #path(n: number): string {
+    return `${this.#dir}/${String(n).padStart(12, "0")}.spool`;
+  }
+}
+
+function newSegment(n: number, size: number): Segment {
+  return {
+    n,
+    size,
+    written: size,
+    pending: new Uint8Array(0),
+    pendingLength: 0,
+    mustSeek: false,
+    retired: false,
+  };
+}
+
+function closeFile(segment: Segment): void {
+  try {
+    segment.file?.close();
+  } catch {
+    // already closed
+  }
+  segment.file = undefined;
+}
+
+/** The payload of line `bytes[start, end)` when its checksum matches, else null. */
+function verifiedPayload(bytes: Uint8Array, start: number, end: number): string | null {
+  if (end - start < 10 || bytes[start + 8] !== SPACE) return null;
+  let expected = 0;
+  for (let i = start; i < start + 8; i++) {
+    const c = bytes[i];
+    const digit = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1;
+    if (digit < 0) return null;
+    expected = expected * 16 + digit;
+  }
+  const body = bytes.subarray(start + 9, end);
+  return crc32(body) === expected ? decoder.decode(body) : null;
+}
+
+/** Makes a new file's directory entry durable (best effort: not every platform can). */
+async function syncDirectory(dir: string): Promise<void> {
+  try {
+    using handle = await Deno.open(dir, { read: true });
+    await handle.syncData();
+  } catch {
+    // e.g. Windows cannot open a directory as a file
+  }
+}
