@@ -22,6 +22,7 @@
 import { createHash } from "node:crypto";
 import { AmiParser } from "../dami/parser.ts";
 import { type AmiMessage, headerValue } from "../dami/message.ts";
+import { type DamiConfig, parseConfig } from "./config.ts";
 
 type Headers = Array<readonly [string, string]>;
 
@@ -620,11 +621,19 @@ export class SimulatedPbx {
     if (this.#random() < 0.6 || free.length < 2) {
       const number = `+1555${this.#between(1_000_000, 9_999_999)}`;
       const channel = this.#newChannel("trunk", number, number, "from-trunk", "100");
-      return { channel, target: this.#pick(EXTENSIONS)[0] };
+      return { channel, target: this.#target() };
     }
     const [ext, name] = this.#pick(free);
-    const target = this.#pick(EXTENSIONS.filter(([e]) => e !== ext))[0];
+    const target = this.#target(ext);
     return { channel: this.#newChannel(ext, ext, name, "from-internal", target), target };
+  }
+
+  /** Who is called: now and then an extension that is offline (CHANUNAVAIL). */
+  #target(except?: string): string {
+    const candidates = EXTENSIONS.map(([e]) => e).filter((e) =>
+      e !== except && (this.#random() < 0.1 || !this.#unreachable.has(e))
+    );
+    return candidates.length > 0 ? this.#pick(candidates) : EXTENSIONS[0][0];
   }
 
   async #dialCall(outcome: "ANSWER" | "BUSY" | "NOANSWER" | "CANCEL"): Promise<void> {
@@ -815,6 +824,43 @@ export class SimulatedPbx {
     if (channels.length === 0) return "Not in use";
     return channels.some((c) => c.state === 5) ? "Ringing" : "In use";
   }
+}
+
+/**
+ * The daemon config for the demo: one server, the simulated PBX, with the actions a
+ * real deployment would run (channels at connect, endpoint and queue polls). Database,
+ * dataDir, http and logging come from `base` when given (a config file), else the
+ * defaults: the embedded store in ./data (or DATABASE_URL), HTTP on 127.0.0.1:9464.
+ */
+export function demoConfig(pbx: SimulatedPbx, base?: DamiConfig): DamiConfig {
+  const demo = parseConfig(
+    JSON.stringify({
+      servers: [{
+        name: "demo",
+        host: pbx.hostname,
+        port: pbx.port,
+        username: pbx.username,
+        secret: pbx.secret,
+        auth: "md5",
+        keepalive: { schedule: "*/10 * * * * *", timeoutMs: 3000, maxMissed: 2 },
+        reconnect: { initialMs: 200, maxMs: 5000 },
+      }],
+      actions: [
+        { name: "channels", action: "CoreShowChannels", onConnect: true },
+        {
+          name: "endpoints",
+          action: "PJSIPShowEndpoints",
+          schedule: "*/30 * * * * *",
+          onConnect: true,
+        },
+        { name: "queues", action: "QueueStatus", schedule: "15 * * * * *" },
+      ],
+    }),
+    `${Deno.cwd()}/dami.demo.jsonc`,
+    { env: {} },
+  );
+  if (base === undefined) return demo;
+  return { ...base, servers: demo.servers, actions: demo.actions };
 }
 
 function channelHeaders(c: Channel): Headers {

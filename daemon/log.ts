@@ -29,7 +29,6 @@ import {
   configure,
   dispose,
   getAnsiColorFormatter,
-  getJsonLinesFormatter,
   getTextFormatter,
   type LogRecord,
   type Sink,
@@ -121,7 +120,7 @@ export async function setupLogging(
   const terminal = options.isTerminal ?? Deno.stdout.isTerminal();
   const format = config.format === "auto" ? (terminal ? "text" : "json") : config.format;
   const formatter: TextFormatter = format === "json"
-    ? getJsonLinesFormatter({ properties: "nest:properties" })
+    ? jsonLine
     : terminal
     ? getAnsiColorFormatter({ timestamp: "date-time-tz", value: "bare" })
     : getTextFormatter({ timestamp: "date-time-tz", value: "bare" });
@@ -147,6 +146,41 @@ export async function setupLogging(
 export async function shutdownLogging(): Promise<void> {
   await dispose();
   await flushStdout();
+}
+
+/**
+ * One JSON object per line: `@timestamp`, `level`, `logger`, `message` (values rendered
+ * bare, as on a terminal), `properties`. LogTape's own JSON formatter quotes string
+ * values inside the message.
+ */
+function jsonLine(record: LogRecord): string {
+  let message = "";
+  record.message.forEach((part, i) => {
+    message += i % 2 === 0 ? String(part) : renderValue(part);
+  });
+  return JSON.stringify({
+    "@timestamp": new Date(record.timestamp).toISOString(),
+    level: record.level.toUpperCase(),
+    logger: record.category.join("."),
+    message,
+    properties: record.properties,
+  }, jsonSafe) + "\n";
+}
+
+function renderValue(value: unknown): string {
+  if (typeof value === "string") return value;
+  if (value instanceof Error) return `${value.name}: ${value.message}`;
+  if (value instanceof Date) return value.toISOString();
+  if (typeof value === "object" && value !== null) return JSON.stringify(value, jsonSafe);
+  return String(value);
+}
+
+function jsonSafe(_key: string, value: unknown): unknown {
+  if (typeof value === "bigint") return value.toString();
+  if (value instanceof Error) {
+    return { name: value.name, message: value.message, stack: value.stack };
+  }
+  return value;
 }
 
 function redactRecord(record: LogRecord): LogRecord {
