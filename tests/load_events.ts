@@ -14,23 +14,16 @@
  *
  * @module
  */
-import { PGlite } from "@electric-sql/pglite";
-import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
-import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
-import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
-import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
-import postgres from "postgres";
 import { AmiParser } from "../dami/parser.ts";
 import { type AmiMessage, headersToFields, headerValue } from "../dami/message.ts";
-import { type ColumnRecord, insertRecords, isoMicros } from "../daemon/projections/write.ts";
+import { type ColumnRecord, insertRecords } from "../daemon/projections/write.ts";
+import { openStore } from "../daemon/store.ts";
 import type { SqlDatabase, SqlExecutor } from "../queries/db.ts";
 import { amiEvents, amiSessions } from "../schema/mod.ts";
 import { type FixtureName, loadFixture } from "./fixtures.ts";
 import { createTestDatabase } from "./pg.ts";
 
-const MIGRATIONS = new URL("../migrations", import.meta.url).pathname;
-
-/** A migrated, throwaway database. */
+/** A migrated, throwaway database opened with the daemon's `openStore()`. */
 export interface TestStore {
   readonly kind: "postgres" | "pglite";
   readonly db: SqlDatabase;
@@ -43,30 +36,30 @@ export interface TestStore {
 /** A fresh PostgreSQL database with the migrations applied. */
 export async function openTestStore(prefix: string): Promise<TestStore> {
   const database = await createTestDatabase(prefix);
-  const client = postgres(database.url, { max: 4, onnotice: () => {} });
-  const db = drizzlePostgres(client);
-  await migratePostgres(db, { migrationsFolder: MIGRATIONS });
+  const dataDir = await Deno.makeTempDir({ prefix: "dami-test-" });
+  const store = await openStore({ url: database.url, dataDir });
   return {
     kind: "postgres",
-    db,
+    db: store.db,
     url: database.url,
     async close() {
-      await client.end();
+      await store.close();
       await database.drop();
+      await Deno.remove(dataDir, { recursive: true });
     },
   };
 }
 
-/** A fresh in-memory PGlite database with the migrations applied. */
+/** A fresh embedded PGlite database (in a temporary data directory), migrated. */
 export async function openPgliteTestStore(): Promise<TestStore> {
-  const client = new PGlite();
-  const db = drizzlePglite(client);
-  await migratePglite(db, { migrationsFolder: MIGRATIONS });
+  const dataDir = await Deno.makeTempDir({ prefix: "dami-test-" });
+  const store = await openStore({ dataDir });
   return {
     kind: "pglite",
-    db,
+    db: store.db,
     async close() {
-      await client.close();
+      await store.close();
+      await Deno.remove(dataDir, { recursive: true });
     },
   };
 }
