@@ -1,6 +1,7 @@
 /**
  * A TCP proxy for outage tests: sits between the code under test and a server
- * (PostgreSQL), and can cut every connection and refuse new ones for a while.
+ * (PostgreSQL), and can cut every connection and refuse new ones for a while (it
+ * stops listening, so connecting fails with ECONNREFUSED as when the server is down).
  *
  * @example
  * ```ts
@@ -22,21 +23,20 @@ export interface ProxyTarget {
 
 /** Listens on 127.0.0.1 (random port) and forwards each connection to the target. */
 export class TcpProxy {
-  readonly #listener: Deno.TcpListener;
   readonly #target: ProxyTarget;
+  readonly #port: number;
   readonly #open = new Set<Deno.Conn>();
-  readonly #pumps = new Set<Promise<void>>();
-  #refuseUntil = 0;
-  #accepting: Promise<void>;
+  readonly #tasks = new Set<Promise<void>>();
+  #listener: Deno.TcpListener | undefined;
+  #relisten: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
   /** Connections accepted and forwarded so far. */
   forwarded = 0;
-  /** Connections refused (closed at once) so far. */
-  refused = 0;
 
   private constructor(target: ProxyTarget) {
     this.#target = target;
-    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    this.#accepting = this.#accept();
+    this.#listen(0);
+    this.#port = this.#listener!.addr.port;
   }
 
   /** Starts a proxy to `target`. */
@@ -46,7 +46,7 @@ export class TcpProxy {
 
   /** The local port to connect to. */
   get port(): number {
-    return this.#listener.addr.port;
+    return this.#port;
   }
 
   /** Rewrites `postgres://user@host:port/db` to go through this proxy. */
@@ -57,47 +57,61 @@ export class TcpProxy {
     return u.toString();
   }
 
-  /** Closes every open connection and refuses new ones for `refuseMs` (0: none). */
+  /**
+   * Closes every open connection; with `refuseMs`, also stops listening for that long
+   * (or until {@linkcode TcpProxy.restore}).
+   */
   cut(refuseMs = 0): void {
-    this.#refuseUntil = Date.now() + refuseMs;
     for (const conn of this.#open) closeQuietly(conn);
     this.#open.clear();
+    if (refuseMs <= 0) return;
+    clearTimeout(this.#relisten);
+    this.#listener?.close();
+    this.#listener = undefined;
+    this.#relisten = setTimeout(() => this.restore(), refuseMs);
   }
 
-  /** Accepts connections again at once. */
+  /** Listens again at once. */
   restore(): void {
-    this.#refuseUntil = 0;
+    clearTimeout(this.#relisten);
+    if (!this.#listener && !this.#closed) this.#listen(this.#port);
   }
 
   /** Whether new connections are refused right now. */
   get refusing(): boolean {
-    return Date.now() < this.#refuseUntil;
+    return this.#listener === undefined;
   }
 
   /** Stops listening and closes everything. */
   async close(): Promise<void> {
-    this.#listener.close();
+    this.#closed = true;
+    clearTimeout(this.#relisten);
+    this.#listener?.close();
+    this.#listener = undefined;
     this.cut();
-    await this.#accepting;
-    await Promise.allSettled([...this.#pumps]);
+    await Promise.allSettled([...this.#tasks]);
   }
 
-  async #accept(): Promise<void> {
+  #listen(port: number): void {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port });
+    this.#listener = listener;
+    this.#track(this.#accept(listener));
+  }
+
+  #track(task: Promise<void>): void {
+    this.#tasks.add(task);
+    task.finally(() => this.#tasks.delete(task));
+  }
+
+  async #accept(listener: Deno.TcpListener): Promise<void> {
     for (;;) {
       let client: Deno.Conn;
       try {
-        client = await this.#listener.accept();
+        client = await listener.accept();
       } catch {
         return; // listener closed
       }
-      if (this.refusing) {
-        this.refused++;
-        closeQuietly(client);
-        continue;
-      }
-      const pump = this.#forward(client);
-      this.#pumps.add(pump);
-      pump.finally(() => this.#pumps.delete(pump));
+      this.#track(this.#forward(client));
     }
   }
 

@@ -1,0 +1,298 @@
+/**
+ * The database: PostgreSQL (postgres.js) when a URL is given, otherwise an embedded
+ * PGlite in `<dataDir>/pglite`. Both get the same migrations at open and the same
+ * Drizzle schema; the few raw operations the ingest writer needs (a transaction, COPY)
+ * are behind {@linkcode StoreTransaction}, so nothing above this file knows the driver.
+ *
+ * @example
+ * ```ts
+ * import { openStore } from "./store.ts";
+ * import { amiSessions } from "../schema/mod.ts";
+ * const store = await openStore({ url: Deno.env.get("DATABASE_URL"), dataDir: "./data" });
+ * console.log(store.kind, await store.db.select().from(amiSessions).limit(1));
+ * await store.close();
+ * ```
+ *
+ * @module
+ */
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { fileURLToPath } from "node:url";
+import postgres from "postgres";
+import { PGlite } from "@electric-sql/pglite";
+import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
+import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
+import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
+import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
+import * as schema from "../schema/mod.ts";
+
+/** The Drizzle database, the same type for both drivers. */
+export type StoreDatabase = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+/** Where the store lives. */
+export interface StoreOptions {
+  /** PostgreSQL URL (`postgres://user:pass@host:port/db`). Omit for the embedded PGlite. */
+  url?: string;
+  /** Data directory; the embedded database lives in `<dataDir>/pglite`. */
+  dataDir: string;
+  /**
+   * Connections of the Drizzle pool (PostgreSQL only; the ingest writer has its own).
+   * @default {4}
+   */
+  poolSize?: number;
+  /**
+   * Seconds to wait for a PostgreSQL connection before the attempt fails.
+   * @default {5}
+   */
+  connectTimeoutSeconds?: number;
+  /**
+   * A write transaction that takes longer fails as transient and its connection is
+   * replaced, so a black-holed network cannot stall the writer forever.
+   * @default {30000}
+   */
+  writeTimeoutMs?: number;
+  /**
+   * Apply the migrations in `migrations/` at open.
+   * @default {true}
+   */
+  migrate?: boolean;
+}
+
+/** Raw access inside one write transaction (see {@linkcode Store.writeTransaction}). */
+export interface StoreTransaction {
+  /** Runs one statement with `$1`-style parameters. */
+  query(text: string, params?: readonly unknown[]): Promise<void>;
+  /**
+   * `COPY <target> FROM STDIN` in PostgreSQL text format: `target` is a table with its
+   * column list, `data` the rows (tab-separated, `\N` for NULL, newline-terminated).
+   */
+  copyFrom(target: string, data: string): Promise<void>;
+}
+
+/** An open database. */
+export interface Store {
+  /** Which driver is underneath. */
+  readonly kind: "postgres" | "pglite";
+  /** Drizzle over the schema in `schema/`; identical API on both drivers. */
+  readonly db: StoreDatabase;
+  /** For logs: the URL without its password, or `pglite:<dir>`. */
+  readonly description: string;
+  /**
+   * Runs `fn` in one transaction on the connection reserved for the ingest writer
+   * (separate from the Drizzle pool, whose type parsers Drizzle replaces).
+   */
+  writeTransaction<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T>;
+  /** Resolves when the database answers `SELECT 1`; rejects otherwise. */
+  ping(): Promise<void>;
+  /** Closes every connection (or the embedded database). */
+  close(): Promise<void>;
+}
+
+/** The committed migrations, wherever the repository is checked out. */
+export const MIGRATIONS_FOLDER: string = fileURLToPath(new URL("../migrations", import.meta.url));
+
+/** Any key, arbitrary but fixed: serializes concurrent migrators on one database. */
+const MIGRATION_LOCK_KEY = 0x44_41_4d_49; // "DAMI"
+
+/** `postgres://user:***@host/db`: a URL fit for logs and error messages. */
+export function redactDatabaseUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    for (const key of [...u.searchParams.keys()]) {
+      if (/pass|secret|key/i.test(key)) u.searchParams.set(key, "***");
+    }
+    return u.toString();
+  } catch {
+    return "<unparsable database URL>";
+  }
+}
+
+/**
+ * Opens the store described by `options` and applies the migrations (unless told not
+ * to). When PostgreSQL is unreachable, the store opens anyway (so the daemon can start
+ * and spool) and the migrations run before its first write, which fails as transient
+ * until they could. A permanent migration error rejects.
+ */
+export async function openStore(options: StoreOptions): Promise<Store> {
+  return options.url ? await openPostgres(options.url, options) : await openPglite(options);
+}
+
+async function openPostgres(url: string, options: StoreOptions): Promise<Store> {
+  const description = redactDatabaseUrl(url);
+  const clientOptions = {
+    connect_timeout: options.connectTimeoutSeconds ?? 5,
+    onnotice: () => {},
+  };
+  let migration: Promise<void> | undefined;
+  /** Applies the migrations once; a transient failure leaves them to the next call. */
+  const ensureMigrated = (): Promise<void> => {
+    migration ??= migratePostgresOnce(url, clientOptions).catch((error) => {
+      migration = undefined;
+      throw error;
+    });
+    return migration;
+  };
+  if (options.migrate ?? true) {
+    try {
+      await ensureMigrated();
+    } catch (error) {
+      // Unreachable is fine: events are spooled and the migrations run before the first write.
+      // A refused login or a missing database is a configuration error: say so now.
+      if (!isUnreachable(error)) {
+        throw new Error(`cannot migrate ${description}: ${errorText(error)}`, { cause: error });
+      }
+    }
+  } else {
+    migration = Promise.resolve();
+  }
+  const pool = postgres(url, { ...clientOptions, max: options.poolSize ?? 4 });
+  const db = drizzlePostgres(pool, { schema }) as unknown as StoreDatabase;
+  const writeTimeoutMs = options.writeTimeoutMs ?? 30_000;
+  let writer = postgres(url, { ...clientOptions, max: 1 });
+  return {
+    kind: "postgres",
+    db,
+    description,
+    async writeTransaction<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T> {
+      await ensureMigrated();
+      const client = writer;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          // The connection may be stuck on a dead network: replace it, end the old one.
+          writer = postgres(url, { ...clientOptions, max: 1 });
+          client.end({ timeout: 0 }).catch(() => {});
+          reject(new StoreTimeoutError(writeTimeoutMs));
+        }, writeTimeoutMs);
+      });
+      const work = client.begin((sql) =>
+        fn({
+          async query(text, params) {
+            await sql.unsafe(text, params as postgres.ParameterOrJSON<never>[] | undefined);
+          },
+          async copyFrom(target, data) {
+            const stream = await sql.unsafe(`COPY ${target} FROM STDIN`).writable();
+            await pipeline(Readable.from([data]), stream);
+          },
+        })
+      ) as Promise<T>;
+      work.catch(() => {}); // settled by the race below; avoid an unhandled rejection after a timeout
+      try {
+        return await Promise.race([work, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    async ping() {
+      await writer`SELECT 1`;
+    },
+    async close() {
+      await Promise.all([pool.end({ timeout: 5 }), writer.end({ timeout: 5 })]);
+    },
+  };
+}
+
+/** A network-level failure (no SQLSTATE), a connection exception, shutdown or resources. */
+function isUnreachable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== "string" || !/^[0-9A-Z]{5}$/.test(code)) return true;
+  return code.startsWith("08") || code.startsWith("57P") || code.startsWith("53");
+}
+
+/** Applies the migrations on one connection, under an advisory lock against concurrent runs. */
+async function migratePostgresOnce(
+  url: string,
+  clientOptions: postgres.Options<Record<string, postgres.PostgresType>>,
+): Promise<void> {
+  const client = postgres(url, { ...clientOptions, max: 1 });
+  try {
+    await client`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+    await migratePostgres(drizzlePostgres(client), { migrationsFolder: MIGRATIONS_FOLDER });
+  } finally {
+    await client.end({ timeout: 1 });
+  }
+}
+
+async function openPglite(options: StoreOptions): Promise<Store> {
+  const dir = join(options.dataDir, "pglite");
+  await mkdir(dir, { recursive: true });
+  const client = new PGlite(dir);
+  await client.waitReady;
+  const db = drizzlePglite({ client, schema });
+  if (options.migrate ?? true) {
+    try {
+      await migratePglite(db, { migrationsFolder: MIGRATIONS_FOLDER });
+    } catch (error) {
+      await client.close();
+      throw new Error(`cannot migrate pglite:${dir}: ${errorText(error)}`, { cause: error });
+    }
+  }
+  return {
+    kind: "pglite",
+    db: db as unknown as StoreDatabase,
+    description: `pglite:${dir}`,
+    writeTransaction<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T> {
+      return client.transaction((tx) =>
+        fn({
+          async query(text, params) {
+            await tx.query(text, params as unknown[] | undefined);
+          },
+          async copyFrom(target, data) {
+            await tx.query(`COPY ${target} FROM '/dev/blob'`, [], { blob: new Blob([data]) });
+          },
+        })
+      );
+    },
+    async ping() {
+      await client.query("SELECT 1");
+    },
+    async close() {
+      if (!client.closed) await client.close();
+    },
+  };
+}
+
+/** A write transaction ran past {@linkcode StoreOptions.writeTimeoutMs}. */
+export class StoreTimeoutError extends Error {
+  /** Like a connection error: the write may be retried. */
+  readonly code = "WRITE_TIMEOUT";
+  constructor(ms: number) {
+    super(`database write did not finish within ${ms} ms; the connection was replaced`);
+    this.name = "StoreTimeoutError";
+  }
+}
+
+/** SQLSTATE classes that describe the row, not the connection: retrying cannot help. */
+const PERMANENT_CLASSES = new Set([
+  "22", // data exception: bad value, out of range, invalid text representation
+  "23", // integrity constraint violation
+]);
+/** `program_limit_exceeded` and `statement_too_complex`: e.g. an index row too large. */
+const PERMANENT_CODES = new Set(["54000", "54001"]);
+
+/**
+ * Whether a failed write may succeed later unchanged: true for connection errors
+ * (`08xxx`, driver errors without SQLSTATE, timeouts), shutdown (`57P01`), resources
+ * (`53xxx`), serialization (`40001`) and anything unknown; false for row-level data and
+ * constraint errors (`22xxx`, `23xxx`, `54000`).
+ */
+export function isTransientError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) {
+    return !(PERMANENT_CLASSES.has(code.slice(0, 2)) || PERMANENT_CODES.has(code));
+  }
+  return true;
+}
+
+/** The SQLSTATE (or driver code) and message of an error, never connection parameters. */
+export function errorText(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === "string" ? `${code} ${error.message}` : error.message;
+  }
+  return String(error);
+}
