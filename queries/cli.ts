@@ -1,0 +1,242 @@
+/**
+ * `deno task query <name> [options]`: runs one named call-history query and prints the
+ * result as an aligned table, CSV (RFC 4180) or JSON lines. `--list` names every query.
+ *
+ * The database is, in this order: `--database-url`, `--data-dir` (embedded store),
+ * `--config` (its `database.url` or `dataDir`), `$DATABASE_URL`, `./dami.config.jsonc`
+ * if present, else the embedded store in `./data`. The embedded store (PGlite) can be
+ * opened by one process at a time: stop the daemon first, or use PostgreSQL.
+ *
+ * @example
+ * ```sh
+ * deno task query calls-per-day --from -7d --tz Europe/Berlin
+ * deno task query missed-calls --from yesterday --context from-trunk --format csv
+ * deno task query call-timeline --call 1795663687.43
+ * ```
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { loadConfig } from "../daemon/config.ts";
+import { errorText, openStore, type Store } from "../daemon/store.ts";
+import { findQuery, QUERIES } from "./mod.ts";
+import { formatRows, FORMATS, type OutputFormat } from "./output.ts";
+import { type ParamSpec, type QueryArgs, type QueryDefinition, QueryParamError } from "./query.ts";
+
+/** Options every command line that opens the database understands. */
+export const DATABASE_OPTIONS = {
+  "database-url": { type: "string" },
+  "data-dir": { type: "string" },
+  config: { type: "string" },
+} as const;
+
+/** Help text for {@linkcode DATABASE_OPTIONS}. */
+export const DATABASE_HELP = `Database (first that applies):
+  --database-url URL   PostgreSQL
+  --data-dir DIR       the embedded store in DIR (stop the daemon first: one process at a time)
+  --config PATH        database.url or dataDir of a dami config file
+  $DATABASE_URL        PostgreSQL
+  ./dami.config.jsonc  when present
+  ./data               the embedded store`;
+
+/** A command line that cannot be run as given (exit status 2). */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Opens the database the options name (see the module doc). */
+export async function openCliStore(
+  values: { "database-url"?: string; "data-dir"?: string; config?: string },
+): Promise<Store> {
+  if (values["database-url"]) {
+    return await openStore({ url: values["database-url"], dataDir: "./data" });
+  }
+  if (values["data-dir"]) return await openStore({ dataDir: values["data-dir"] });
+  const env = Deno.env.get("DATABASE_URL");
+  const configFile = values.config ??
+    (env
+      ? undefined
+      : await Deno.stat("dami.config.jsonc").then(() => "dami.config.jsonc", () => undefined));
+  if (configFile !== undefined) {
+    const config = await loadConfig(configFile);
+    return await openStore({ url: config.database?.url, dataDir: config.dataDir });
+  }
+  return await openStore({ url: env, dataDir: "./data" });
+}
+
+function usage(): string {
+  const width = Math.max(...QUERIES.map((q) => q.name.length));
+  return `Usage: deno task query <name> [--from T] [--to T] [--server S] [--tz ZONE]
+                        [--format table|csv|json] [query options]
+       deno task query --list
+       deno task query <name> --help
+
+Queries:
+${QUERIES.map((q) => `  ${q.name.padEnd(width)}  ${q.description}`).join("\n")}
+
+Times: 2026-11-26, '2026-11-26 08:00' (in --tz), 2026-11-26T08:00:00Z, now, today,
+yesterday, -7d, -12h, -30m. --tz defaults to this machine's zone.
+
+${DATABASE_HELP}
+`;
+}
+
+function queryHelp(query: QueryDefinition): string {
+  const width = Math.max(...query.params.map((p) => p.name.length + valueHint(p).length + 3), 20);
+  const lines = query.params.map((p) =>
+    `  ${`--${p.name}${valueHint(p)}`.padEnd(width)}  ${p.description}${
+      p.required ? " (required)" : ""
+    }`
+  );
+  return `Usage: deno task query ${query.name} [options]
+
+${query.description}
+Columns: ${query.columns.join(", ")}
+
+Options:
+${lines.join("\n")}
+  ${"--format FORMAT".padEnd(width)}  table (default), csv or json (JSON lines)
+
+${DATABASE_HELP}
+`;
+}
+
+function valueHint(p: ParamSpec): string {
+  switch (p.kind) {
+    case "flag":
+      return "";
+    case "time":
+      return " T";
+    case "integer":
+    case "number":
+      return " N";
+    case "integers":
+      return " N,N,..";
+    case "text":
+      return " TEXT";
+  }
+}
+
+/** Parses the query's own options into typed values. */
+export function parseQueryArgs(
+  query: QueryDefinition,
+  values: Record<string, string | boolean | undefined>,
+): QueryArgs {
+  const args: Record<string, string | number | number[] | boolean | undefined> = {};
+  for (const p of query.params) {
+    const raw = values[p.name];
+    if (raw === undefined) {
+      if (p.required) throw new QueryParamError(p.name, "is required");
+      continue;
+    }
+    if (p.kind === "flag") {
+      args[p.name] = raw === true;
+      continue;
+    }
+    const text = String(raw);
+    switch (p.kind) {
+      case "integer": {
+        if (!/^\d+$/.test(text)) {
+          throw new QueryParamError(p.name, `"${text}" is not a whole number`);
+        }
+        args[p.name] = Number(text);
+        break;
+      }
+      case "number": {
+        const n = Number(text);
+        if (text.trim() === "" || !Number.isFinite(n)) {
+          throw new QueryParamError(p.name, `"${text}" is not a number`);
+        }
+        args[p.name] = n;
+        break;
+      }
+      case "integers": {
+        const parts = text.split(",").map((s) => s.trim());
+        if (parts.some((s) => !/^\d+$/.test(s))) {
+          throw new QueryParamError(
+            p.name,
+            `"${text}" is not a list of whole numbers like 10,30,60`,
+          );
+        }
+        args[p.name] = parts.map(Number);
+        break;
+      }
+      default:
+        args[p.name] = text;
+    }
+  }
+  return args;
+}
+
+/** Runs the command line; returns the exit status. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined) {
+    console.error(usage());
+    return 2;
+  }
+  if (name === "--help" || name === "-h") {
+    console.log(usage());
+    return 0;
+  }
+  if (name === "--list") {
+    const width = Math.max(...QUERIES.map((q) => q.name.length));
+    for (const q of QUERIES) console.log(`${q.name.padEnd(width)}  ${q.description}`);
+    return 0;
+  }
+  const query = findQuery(name);
+  if (query === undefined) {
+    console.error(`error: unknown query "${name}"; \`deno task query --list\` names them all`);
+    return 2;
+  }
+  let store: Store | undefined;
+  try {
+    const options: Record<string, { type: "string" | "boolean" }> = {
+      ...DATABASE_OPTIONS,
+      format: { type: "string" },
+      help: { type: "boolean" },
+    };
+    for (const p of query.params) {
+      options[p.name] = { type: p.kind === "flag" ? "boolean" : "string" };
+    }
+    let values: Record<string, string | boolean | undefined>;
+    try {
+      ({ values } = parseArgs({ args: [...rest], options, strict: true, allowPositionals: false }));
+    } catch (error) {
+      throw new UsageError(`${(error as Error).message}; see \`deno task query ${name} --help\``);
+    }
+    if (values.help) {
+      console.log(queryHelp(query));
+      return 0;
+    }
+    const format = (values.format ?? "table") as OutputFormat;
+    if (!FORMATS.includes(format)) {
+      throw new UsageError(`--format: "${format}" is not one of ${FORMATS.join(", ")}`);
+    }
+    if (query.params.some((p) => p.name === "tz") && values.tz === undefined) {
+      values.tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    }
+    const args = parseQueryArgs(query, values);
+    store = await openCliStore(values);
+    const rows = await query.run(store.db, args);
+    const text = formatRows(format, query.columns, rows);
+    await Deno.stdout.write(new TextEncoder().encode(text));
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof QueryParamError) {
+      console.error(`error: ${error.message}`);
+      return 2;
+    }
+    // Drizzle wraps driver errors in "Failed query: <sql>"; the cause says what went wrong.
+    const cause = (error as { cause?: unknown } | null)?.cause;
+    console.error(`error: ${errorText(cause instanceof Error ? cause : error)}`);
+    return 1;
+  } finally {
+    await store?.close();
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,93 @@
+/**
+ * `endpoint-availability`: per endpoint and day, the share of the observed time it was
+ * reachable. Each sample's state holds until the endpoint's next sample (the last one
+ * until `to`, or now); `reachable` and `lagged` count as up, `unreachable` as down,
+ * `unknown` and `unmonitored` time is left out of the share.
+ *
+ * @module
+ */
+import { sql } from "drizzle-orm";
+import { endpointStatus } from "../schema/mod.ts";
+import { selectRows, type SqlExecutor } from "./db.ts";
+import {
+  type QueryDefinition,
+  RANGE_PARAMS,
+  rangeArgs,
+  type RangeParams,
+  timeSql,
+  timeZone,
+} from "./query.ts";
+
+/** Parameters of {@linkcode endpointAvailability}. */
+export interface EndpointAvailabilityParams extends RangeParams {
+  /** Only this endpoint, e.g. `SIP/6001`. */
+  endpoint?: string;
+}
+
+/** One endpoint on one day. */
+export interface EndpointAvailabilityRow {
+  [column: string]: string | number | null;
+  day: string;
+  endpoint: string;
+  /** up / (up + down) × 100; null when the day had only unknown time. */
+  up_pct: number | null;
+  up_s: number;
+  down_s: number;
+  samples: number;
+}
+
+/** Availability % per endpoint per day. */
+export async function endpointAvailability(
+  db: SqlExecutor,
+  params: EndpointAvailabilityParams = {},
+): Promise<EndpointAvailabilityRow[]> {
+  const tz = timeZone(params.tz);
+  const from = params.from === undefined
+    ? sql`'-infinity'::timestamptz`
+    : timeSql("from", params.from, tz);
+  const to = params.to === undefined ? sql`now()` : timeSql("to", params.to, tz);
+  const server = params.server === undefined ? sql`true` : sql`server = ${params.server}`;
+  const endpoint = params.endpoint === undefined ? sql`true` : sql`endpoint = ${params.endpoint}`;
+  return await selectRows<EndpointAvailabilityRow>(
+    db,
+    sql`with samples as (
+          select server, endpoint, observed_at as t, state,
+            lead(observed_at) over (partition by server, endpoint order by observed_at, event_id) as next_t
+          from ${endpointStatus} where ${server} and ${endpoint} and observed_at < ${to}
+        ), spans as (
+          -- local wall-clock times, clipped to the range
+          select endpoint, state, t,
+            greatest(t, ${from}) at time zone ${tz} as s,
+            least(coalesce(next_t, ${to}), ${to}) at time zone ${tz} as e
+          from samples where coalesce(next_t, ${to}) > ${from}
+        ), per_day as (
+          select d::date as day, endpoint, state, t,
+            extract(epoch from least(e, d + interval '1 day') - greatest(s, d)) as seconds
+          from spans, generate_series(date_trunc('day', s), e, interval '1 day') as d
+          where e > s
+        )
+        select to_char(day, 'YYYY-MM-DD') as day, endpoint,
+          round((100 * sum(seconds) filter (where state in ('reachable', 'lagged'))
+            / nullif(sum(seconds) filter (where state in ('reachable', 'lagged', 'unreachable')), 0))::numeric, 2)::float8
+            as up_pct,
+          coalesce(sum(seconds) filter (where state in ('reachable', 'lagged')), 0)::int as up_s,
+          coalesce(sum(seconds) filter (where state = 'unreachable'), 0)::int as down_s,
+          count(distinct t)::int as samples
+        from per_day where seconds > 0
+        group by day, endpoint order by day, endpoint`,
+  );
+}
+
+/** The registry entry. */
+export const endpointAvailabilityQuery: QueryDefinition = {
+  name: "endpoint-availability",
+  description: "per endpoint and day: % of observed time reachable (from polls and status events)",
+  params: [...RANGE_PARAMS, {
+    name: "endpoint",
+    kind: "text",
+    description: "only this endpoint, e.g. SIP/6001",
+  }],
+  columns: ["day", "endpoint", "up_pct", "up_s", "down_s", "samples"],
+  run: (db, args) =>
+    endpointAvailability(db, { ...rangeArgs(args), endpoint: args.endpoint as string | undefined }),
+};

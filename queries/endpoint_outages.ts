@@ -1,0 +1,98 @@
+/**
+ * `endpoint-outages`: intervals an endpoint was unreachable: from the first sample that
+ * found it down to the first later sample that found it up (open while it is still down).
+ * `unknown` and `unmonitored` samples neither start nor end an outage.
+ *
+ * @module
+ */
+import { sql } from "drizzle-orm";
+import { endpointStatus } from "../schema/mod.ts";
+import { selectRows, type SqlExecutor } from "./db.ts";
+import {
+  localTime,
+  type QueryDefinition,
+  RANGE_PARAMS,
+  rangeArgs,
+  type RangeParams,
+  timeSql,
+  timeZone,
+} from "./query.ts";
+
+/** Parameters of {@linkcode endpointOutages}. */
+export interface EndpointOutagesParams extends RangeParams {
+  /** Only this endpoint, e.g. `SIP/6001`. */
+  endpoint?: string;
+}
+
+/** One outage. */
+export interface EndpointOutageRow {
+  [column: string]: string | number | null;
+  server: string;
+  endpoint: string;
+  down_from: string;
+  /** null while still down. */
+  down_until: string | null;
+  /** null while still down. */
+  duration_s: number | null;
+  /** Samples that found it down. */
+  samples: number;
+}
+
+/** Outages overlapping the range, oldest first. */
+export async function endpointOutages(
+  db: SqlExecutor,
+  params: EndpointOutagesParams = {},
+): Promise<EndpointOutageRow[]> {
+  const tz = timeZone(params.tz);
+  const from = params.from === undefined
+    ? sql`'-infinity'::timestamptz`
+    : timeSql("from", params.from, tz);
+  const to = params.to === undefined ? sql`'infinity'::timestamptz` : timeSql("to", params.to, tz);
+  const server = params.server === undefined ? sql`true` : sql`server = ${params.server}`;
+  const endpoint = params.endpoint === undefined ? sql`true` : sql`endpoint = ${params.endpoint}`;
+  return await selectRows<EndpointOutageRow>(
+    db,
+    sql`with samples as (
+          select server, endpoint, observed_at, event_id, state = 'unreachable' as down
+          from ${endpointStatus}
+          where ${server} and ${endpoint} and state in ('reachable', 'lagged', 'unreachable')
+        ), marked as (
+          select *, case when down is distinct from
+              lag(down) over (partition by server, endpoint order by observed_at, event_id)
+            then 1 else 0 end as change
+          from samples
+        ), islands as (
+          select *, sum(change) over (partition by server, endpoint order by observed_at, event_id
+            rows unbounded preceding) as island
+          from marked
+        ), runs as (
+          select server, endpoint, island, bool_and(down) as down, min(observed_at) as started,
+            count(*) as samples
+          from islands group by server, endpoint, island
+        ), outages as (
+          select server, endpoint, down, started, samples,
+            lead(started) over (partition by server, endpoint order by island) as ended
+          from runs
+        )
+        select server, endpoint, ${localTime(sql`started`, tz)} as down_from,
+          ${localTime(sql`ended`, tz)} as down_until,
+          floor(extract(epoch from ended - started))::int as duration_s, samples::int as samples
+        from outages
+        where down and started < ${to} and coalesce(ended, 'infinity') > ${from}
+        order by started, server, endpoint`,
+  );
+}
+
+/** The registry entry. */
+export const endpointOutagesQuery: QueryDefinition = {
+  name: "endpoint-outages",
+  description: "intervals each endpoint was unreachable, with duration",
+  params: [...RANGE_PARAMS, {
+    name: "endpoint",
+    kind: "text",
+    description: "only this endpoint, e.g. SIP/6001",
+  }],
+  columns: ["server", "endpoint", "down_from", "down_until", "duration_s", "samples"],
+  run: (db, args) =>
+    endpointOutages(db, { ...rangeArgs(args), endpoint: args.endpoint as string | undefined }),
+};
