@@ -268,15 +268,22 @@ export class AmiParser {
     } else if (first === "Response" || (first.length === 8 && first.toLowerCase() === "response")) {
       kind = "response";
     }
+    // One object shape for every message keeps consumers' property access monomorphic.
     const message: {
       kind: AmiMessageKind;
       headers: Header[];
       seq: number;
       receivedAt: number;
-      rawBytes?: Uint8Array;
-      malformedLines?: number;
-    } = { kind, headers, seq: kind === "event" ? ++this.#eventSeq : 0, receivedAt };
-    if (raw !== undefined) message.rawBytes = raw;
+      rawBytes: Uint8Array | undefined;
+      malformedLines: number | undefined;
+    } = {
+      kind,
+      headers,
+      seq: kind === "event" ? ++this.#eventSeq : 0,
+      receivedAt,
+      rawBytes: raw,
+      malformedLines: undefined,
+    };
     if (this.#malformed > 0) {
       message.malformedLines = this.#malformed;
       this.#malformed = 0;

@@ -1,0 +1,108 @@
+/**
+ * Receive-and-parse throughput over a loopback socket: a server streams realistic
+ * events (the fixtures' mix) after login as fast as the client reads; each client runs
+ * in its own process and reports events/s and peak RSS.
+ *
+ * Usage: deno run -A bench/parse_bench.ts [events]
+ * @module
+ */
+import { eventBlock } from "./event_stream.ts";
+
+/** One client's result. */
+export interface ParseResult {
+  client: string;
+  events: number;
+  ms: number;
+  eventsPerSecond: number;
+  peakRssMb: number;
+  averageEventBytes: number;
+}
+
+const EVENTS_PER_BLOCK = 1000;
+
+/** Serves one connection: waits for a Login, answers it, then writes `blocks` blocks. */
+async function serveStream(listener: Deno.Listener, blocks: number, block: Uint8Array) {
+  const conn = await listener.accept();
+  const buf = new Uint8Array(4096);
+  const decoder = new TextDecoder();
+  let seen = "";
+  while (!/Action: Login[\s\S]*?\r?\n\r?\n/i.test(seen)) {
+    const n = await conn.read(buf);
+    if (n === null) return;
+    seen += decoder.decode(buf.subarray(0, n));
+  }
+  const id = /ActionID: (.*)\r?\n/i.exec(seen)?.[1] ?? "";
+  await writeAll(
+    conn,
+    new TextEncoder().encode(
+      `Asterisk Call Manager/9.0.0\r\nResponse: Success\r\nActionID: ${id}\r\nMessage: Authentication accepted\r\n\r\n`,
+    ),
+  );
+  for (let i = 0; i < blocks; i++) await writeAll(conn, block);
+  // Keep the socket open until the client has counted everything and closes.
+  while ((await conn.read(buf).catch(() => null)) !== null) { /* drain */ }
+  try {
+    conn.close();
+  } catch { /* closed by the peer */ }
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array) {
+  let offset = 0;
+  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+}
+
+async function runClient(
+  cmd: string,
+  args: string[],
+  blocks: number,
+  expected: number,
+  block: Uint8Array,
+): Promise<Omit<ParseResult, "averageEventBytes">> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const serving = serveStream(listener, blocks, block);
+  const out = await new Deno.Command(cmd, {
+    args: [...args, String(port), String(expected)],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  listener.close();
+  await serving.catch(() => {});
+  const line = new TextDecoder().decode(out.stdout).trim().split("\n").pop() ?? "";
+  if (!out.success || line === "") throw new Error(`${cmd} ${args.join(" ")} failed`);
+  const r = JSON.parse(line) as { client: string; events: number; ms: number; peakRssMb: number };
+  return { ...r, eventsPerSecond: Math.round(r.events / (r.ms / 1000)) };
+}
+
+/** Runs DAMI, then the strongest npm peer, on the same stream of `count` events. */
+export async function parseBench(count = 1_000_000): Promise<ParseResult[]> {
+  const { bytes, averageBytes } = eventBlock(EVENTS_PER_BLOCK);
+  const blocks = Math.ceil(count / EVENTS_PER_BLOCK);
+  const here = new URL(".", import.meta.url).pathname;
+  const averageEventBytes = Math.round(averageBytes);
+  const dami = await runClient(
+    Deno.execPath(),
+    ["run", "-A", `${here}parse_client_dami.ts`],
+    blocks,
+    blocks * EVENTS_PER_BLOCK,
+    bytes,
+  );
+  // asterisk.io classifies an event carrying both Response and ActionID (OriginateResponse)
+  // as a response and never emits it: it is asked to count only what it can see.
+  const peerPerBlock = new TextDecoder().decode(bytes).split("\r\n\r\n")
+    .filter((m) => m.startsWith("Event:") && !(/\r\nResponse:/.test(m) && /\r\nActionID:/.test(m)))
+    .length;
+  const peer = await runClient(
+    "node",
+    [`${here}parse_client_asterisk_io.cjs`],
+    blocks,
+    blocks * peerPerBlock,
+    bytes,
+  );
+  return [{ ...dami, averageEventBytes }, { ...peer, averageEventBytes }];
+}
+
+if (import.meta.main) {
+  const count = Number(Deno.args[0] ?? 1_000_000);
+  for (const r of await parseBench(count)) console.log(JSON.stringify(r));
+}
