@@ -33,6 +33,7 @@ export interface EndpointAvailabilityRow {
   up_pct: number | null;
   up_s: number;
   down_s: number;
+  /** Samples taken that day. */
   samples: number;
 }
 
@@ -61,7 +62,7 @@ export async function endpointAvailability(
             least(coalesce(next_t, ${to}), ${to}) at time zone ${tz} as e
           from samples where coalesce(next_t, ${to}) > ${from}
         ), per_day as (
-          select d::date as day, endpoint, state, t,
+          select d::date as day, endpoint, state, t, (t at time zone ${tz})::date as t_day,
             extract(epoch from least(e, d + interval '1 day') - greatest(s, d)) as seconds
           from spans, generate_series(date_trunc('day', s), e, interval '1 day') as d
           where e > s
@@ -72,7 +73,7 @@ export async function endpointAvailability(
             as up_pct,
           coalesce(sum(seconds) filter (where state in ('reachable', 'lagged')), 0)::int as up_s,
           coalesce(sum(seconds) filter (where state = 'unreachable'), 0)::int as down_s,
-          count(distinct t)::int as samples
+          count(distinct t) filter (where t_day = day)::int as samples
         from per_day where seconds > 0
         group by day, endpoint order by day, endpoint`,
   );

@@ -1,7 +1,8 @@
 /**
  * `peak-concurrency`: the most calls in progress at the same moment, per day, and when.
  * A call counts from its start to its end; a call without an end (cut by a disconnect)
- * counts only at its start. Calls that began before a day and go on into it count.
+ * counts only at its start. Calls that began before a day and go on into it count (the
+ * peak of such a day may be at its midnight).
  *
  * @module
  */
@@ -43,13 +44,21 @@ export async function peakConcurrency(
   return await selectRows<PeakConcurrencyRow>(
     db,
     sql`with c as (
-          select started_at as s, greatest(coalesce(ended_at, started_at), started_at) as e
+          select started_at as s,
+            greatest(coalesce(ended_at, started_at + interval '1 microsecond'), started_at) as e
           from ${calls}
           where ${server} and started_at < ${to} and coalesce(ended_at, started_at) >= ${from}
+        ), midnights as (
+          select (d at time zone ${tz}) as t
+          from generate_series(
+            (select date_trunc('day', min(s) at time zone ${tz}) from c),
+            (select max(e) at time zone ${tz} from c), interval '1 day') as d
         ), changes as (
           select s as t, 1 as d, 1 as started from c
           union all
           select e as t, -1 as d, 0 as started from c
+          union all
+          select t, 0 as d, 0 as started from midnights
         ), running as (
           -- Ends sort before starts at the same instant: back-to-back calls are not concurrent.
           select t, started, sum(d) over (order by t, d rows unbounded preceding) as n from changes
