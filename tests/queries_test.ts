@@ -6,7 +6,6 @@
  * The timeline query runs on real fixture events through the projector.
  */
 import assert from "node:assert/strict";
-import { sql } from "drizzle-orm";
 import { runProjectionsOnce } from "../daemon/projections/projector.ts";
 import { type ColumnRecord, insertRecords } from "../daemon/projections/write.ts";
 import {
