@@ -266,8 +266,13 @@ export class Supervisor {
       current.endReason = "stopped: the daemon is shutting down (Logoff sent)";
       await current.dami.logoff({ timeoutMs });
     }
-    await Promise.allSettled([...this.#onConnectRuns]);
-    await this.#loop;
+    // A connect or login still in flight (up to connectTimeoutMs) is not waited for.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.#onConnectRuns, this.#loop]),
+      new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs + 500))),
+    ]);
+    clearTimeout(timer);
     this.#state = "stopped";
   }
 
