@@ -139,20 +139,24 @@ const listenSchema = z.string().regex(
   message: "expected a port from 0 to 65535",
 });
 
+const dataDirSchema = z.string().min(1).default("./data").describe(
+  "Spool and embedded database directory, relative to the config file.",
+);
+
+const databaseSchema = z.strictObject({
+  url: z.string().regex(
+    /^(postgres(ql)?:\/\/.+)?$/,
+    'expected a PostgreSQL URL "postgres://user:password@host:5432/db" (or "" for the embedded store)',
+  ).optional().describe(
+    'PostgreSQL URL, e.g. "${DATABASE_URL}". Omit for the embedded store in dataDir.',
+  ),
+}).prefault({});
+
 /** The zod definition of the whole file; the single source of the JSON Schema. */
 export const configSchema = z.strictObject({
   $schema: z.string().optional().describe("Path or URL of dami.config.schema.json, for editors."),
-  dataDir: z.string().min(1).default("./data").describe(
-    "Spool and embedded database directory, relative to the config file.",
-  ),
-  database: z.strictObject({
-    url: z.string().regex(
-      /^(postgres(ql)?:\/\/.+)?$/,
-      'expected a PostgreSQL URL "postgres://user:password@host:5432/db" (or "" for the embedded store)',
-    ).optional().describe(
-      'PostgreSQL URL, e.g. "${DATABASE_URL}". Omit for the embedded store in dataDir.',
-    ),
-  }).prefault({}),
+  dataDir: dataDirSchema,
+  database: databaseSchema,
   http: z.strictObject({
     listen: listenSchema.default("127.0.0.1:9464").describe(
       "Address of /healthz and /metrics.",
@@ -374,6 +378,72 @@ export function parseConfig(
     }
   }
   return config;
+}
+
+/** Where the data lives, as read by {@linkcode loadStorageConfig}. */
+export interface StorageConfig {
+  /** Absolute data directory (spool, embedded store). */
+  dataDir: string;
+  /** PostgreSQL URL, when the file names one (empty counts as none). */
+  databaseUrl?: string;
+}
+
+/**
+ * Reads only `dataDir` and `database` of a config file, for tools that open the
+ * store (the query CLI, migrations): variables used elsewhere in the file, such as
+ * the AMI secret, need not be set, and the rest of the file is not validated.
+ * Throws {@linkcode ConfigError} when those two fields are wrong or the file is not JSONC.
+ */
+export async function loadStorageConfig(
+  file: string,
+  options: LoadConfigOptions = {},
+): Promise<StorageConfig> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (error) {
+    throw new ConfigError(file, [{
+      path: "",
+      message: `cannot be read: ${(error as Error).message}`,
+    }]);
+  }
+  const env = options.env ?? Deno.env.toObject();
+  const at = locator(text);
+  const parseErrors: ParseError[] = [];
+  const tree = parseTree(text, parseErrors, { allowTrailingComma: true });
+  if (parseErrors.length > 0 || tree === undefined || tree.type !== "object") {
+    throw new ConfigError(file, [{
+      path: "",
+      ...(parseErrors[0] === undefined ? {} : at(parseErrors[0].offset)),
+      message: "not valid JSONC",
+    }]);
+  }
+  const problems: ConfigProblem[] = [];
+  const locate = (path: (string | number)[]) => {
+    const node = nearestNode(tree, path);
+    return node === undefined ? {} : at(node.offset);
+  };
+  const raw = treeValue(tree) as Record<string, unknown>;
+  const picked = substitute(
+    { dataDir: raw.dataDir, database: raw.database },
+    [],
+    env,
+    (path, message) => problems.push({ path: formatPath(path), ...locate(path), message }),
+  );
+  const result = z.strictObject({ dataDir: dataDirSchema, database: databaseSchema })
+    .safeParse(picked, { error: issueMessage });
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      const path = issue.path.filter((p) => typeof p !== "symbol") as (string | number)[];
+      problems.push({ path: formatPath(path), ...locate(path), message: issue.message });
+    }
+  }
+  if (problems.length > 0 || !result.success) throw new ConfigError(file, problems);
+  const dataDir = result.data.dataDir;
+  return {
+    dataDir: isAbsolute(dataDir) ? dataDir : join(dirname(resolve(file)), dataDir),
+    databaseUrl: result.data.database.url || undefined,
+  };
 }
 
 /** The JSON Schema of the config file, as committed in `dami.config.schema.json`. */

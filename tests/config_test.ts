@@ -9,6 +9,7 @@ import {
   configJsonSchema,
   type ConfigProblem,
   loadConfig,
+  loadStorageConfig,
   parseConfig,
 } from "../daemon/config.ts";
 
@@ -231,4 +232,35 @@ Deno.test("the committed JSON Schema is generated from the current definition", 
     JSON.parse(JSON.stringify(configJsonSchema())),
     "dami.config.schema.json is stale: run `deno task config-schema`",
   );
+});
+
+Deno.test("tools that only open the store read dataDir and database without the AMI secret", async () => {
+  const sample = fileURLToPath(new URL("../dami.config.jsonc", import.meta.url));
+  const embedded = await loadStorageConfig(sample, { env: {} });
+  assert.equal(embedded.databaseUrl, undefined);
+  assert.equal(embedded.dataDir, fileURLToPath(new URL("../data", import.meta.url)));
+  const pg = await loadStorageConfig(sample, {
+    env: { DATABASE_URL: "postgres://dami@db/dami", DAMI_DATA_DIR: "/var/lib/dami" },
+  });
+  assert.deepEqual(pg, { dataDir: "/var/lib/dami", databaseUrl: "postgres://dami@db/dami" });
+});
+
+Deno.test("a bad database URL is refused by the storage reader too", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/c.jsonc`;
+    await Deno.writeTextFile(
+      file,
+      `{\n  "database": { "url": "mysql://x" },\n  "servers": "ignored"\n}`,
+    );
+    await assert.rejects(loadStorageConfig(file, { env: {} }), (error) => {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.problems[0].path, "database.url");
+      assert.equal(error.problems[0].line, 2);
+      assert.match(error.problems[0].message, /expected a PostgreSQL URL/);
+      return true;
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
