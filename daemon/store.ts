@@ -174,15 +174,20 @@ async function openPostgres(url: string, options: StoreOptions): Promise<Store> 
           async query(text, params) {
             await sql.unsafe(text, params as postgres.ParameterOrJSON<never>[] | undefined);
           },
-          async copyFrom(target, data) {
-            const stream = await sql.unsafe(`COPY ${target} FROM STDIN`).writable();
-            await pipeline(Readable.from([data]), stream);
-          },
+          copyFrom: (target, data) => copyIn(sql, target, data),
         })
       ) as Promise<T>;
       work.catch(() => {}); // settled by the race below; avoid an unhandled rejection after a timeout
       try {
         return await Promise.race([work, timeout]);
+      } catch (error) {
+        // After a connection is cut in the middle of a COPY, postgres.js 3.4.9 can leave
+        // the client unable to run another transaction: start over with a fresh one.
+        if (isUnreachable(error) && writer === client) {
+          writer = postgres(url, { ...clientOptions, max: 1 });
+          client.end({ timeout: 0 }).catch(() => {});
+        }
+        throw error;
       } finally {
         clearTimeout(timer);
       }
@@ -194,6 +199,34 @@ async function openPostgres(url: string, options: StoreOptions): Promise<Store> 
       await Promise.all([pool.end({ timeout: 5 }), writer.end({ timeout: 5 })]);
     },
   };
+}
+
+/**
+ * `COPY target FROM STDIN` with postgres.js. Its COPY query resolves with the stream;
+ * when the server then refuses a row, 3.4.9 neither fails the stream nor the query
+ * (porsager/postgres#1173, fix pending in #1183) and the transaction would hang. The
+ * query's `reject`, which the driver still calls with the server error, is hooked to
+ * fail the copy instead.
+ */
+async function copyIn(sql: postgres.TransactionSql, target: string, data: string): Promise<void> {
+  const query = sql.unsafe(`COPY ${target} FROM STDIN`) as unknown as
+    & postgres.PendingQuery<postgres.Row[]>
+    & { reject: (error: unknown) => void };
+  let settled = false;
+  const refused = new Promise<never>((_, reject) => {
+    const driverReject = query.reject;
+    query.reject = (error) => {
+      if (!settled) reject(error);
+      driverReject(error);
+    };
+  });
+  refused.catch(() => {}); // a late error after success is none of ours
+  try {
+    const stream = await query.writable();
+    await Promise.race([pipeline(Readable.from([data]), stream), refused]);
+  } finally {
+    settled = true;
+  }
 }
 
 /** A network-level failure (no SQLSTATE), a connection exception, shutdown or resources. */

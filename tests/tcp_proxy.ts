@@ -30,6 +30,7 @@ export class TcpProxy {
   #listener: Deno.TcpListener | undefined;
   #relisten: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
+  #cutAfter: { bytes: number; refuseMs: number } | undefined;
   /** Connections accepted and forwarded so far. */
   forwarded = 0;
 
@@ -69,6 +70,14 @@ export class TcpProxy {
     this.#listener?.close();
     this.#listener = undefined;
     this.#relisten = setTimeout(() => this.restore(), refuseMs);
+  }
+
+  /**
+   * Cuts (as {@linkcode TcpProxy.cut}) once `bytes` more bytes have gone from the
+   * client to the server: a cut in the middle of a large write, whatever the timing.
+   */
+  cutAfter(bytes: number, refuseMs = 0): void {
+    this.#cutAfter = { bytes, refuseMs };
   }
 
   /** Listens again at once. */
@@ -132,6 +141,15 @@ export class TcpProxy {
         for (;;) {
           const n = await from.read(buf);
           if (n === null) break;
+          if (from === client && this.#cutAfter) {
+            this.#cutAfter.bytes -= n;
+            if (this.#cutAfter.bytes <= 0) {
+              const { refuseMs } = this.#cutAfter;
+              this.#cutAfter = undefined;
+              this.cut(refuseMs);
+              break;
+            }
+          }
           for (let done = 0; done < n;) done += await to.write(buf.subarray(done, n));
         }
       } catch {

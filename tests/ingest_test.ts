@@ -1,0 +1,483 @@
+import assert from "node:assert/strict";
+import { asc, sql } from "drizzle-orm";
+import { AmiParser } from "../dami/parser.ts";
+import { type AmiMessage, headersToFields, headerValue } from "../dami/message.ts";
+import { BatchWriter } from "../daemon/batch_writer.ts";
+import { uuidv7 } from "../daemon/ids.ts";
+import { Ingest, type IngestOptions } from "../daemon/ingest.ts";
+import { eventRecord } from "../daemon/ingest_record.ts";
+import { isTransientError, openStore, type Store } from "../daemon/store.ts";
+import { actionRuns, amiEvents, amiEventsRejected, amiSessions } from "../schema/mod.ts";
+import { FIXTURE_NAMES, loadFixture } from "./fixtures.ts";
+import { eventAt } from "./ingest_child.ts";
+import { createTestDatabase } from "./pg.ts";
+import { TcpProxy } from "./tcp_proxy.ts";
+
+/** Rows of a raw query, whichever the driver. */
+async function query<T>(store: Store, text: ReturnType<typeof sql>): Promise<T[]> {
+  const result = await store.db.execute(text);
+  return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
+}
+
+async function eventCount(store: Store): Promise<number> {
+  const [row] = await query<{ n: number }>(store, sql`SELECT count(*)::int AS n FROM ami_events`);
+  return row.n;
+}
+
+/**
+ * Asserts that `ami_events` holds exactly seq 1..n of each session, once each, and
+ * that ids follow seq within each session.
+ */
+async function assertExactlyOnceInOrder(store: Store, expected: Map<string, number>) {
+  const rows = await store.db.select({ sessionId: amiEvents.sessionId, seq: amiEvents.seq })
+    .from(amiEvents).orderBy(asc(amiEvents.id));
+  const next = new Map<string, number>();
+  for (const { sessionId, seq } of rows) {
+    const want = (next.get(sessionId) ?? 0) + 1;
+    assert.equal(seq, want, `session ${sessionId}: seq ${seq} where ${want} was due`);
+    next.set(sessionId, seq);
+  }
+  assert.deepEqual(next, expected);
+}
+
+async function withPostgres(
+  prefix: string,
+  fn: (url: string, dataDir: string) => Promise<void>,
+): Promise<void> {
+  const database = await createTestDatabase(prefix);
+  const dataDir = await Deno.makeTempDir();
+  try {
+    await fn(database.url, dataDir);
+  } finally {
+    await database.drop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+}
+
+/** Ingests `count` events of a session (fixture events renumbered) into `ingest`. */
+function ingestSession(ingest: Ingest, server: string, count: number): string {
+  const id = uuidv7();
+  ingest.sessionStarted({ id, server, connectedAt: new Date() });
+  for (let seq = 1; seq <= count; seq++) ingest.event(server, id, eventAt(seq));
+  return id;
+}
+
+async function spoolFiles(dataDir: string): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(`${dataDir}/spool`)) names.push(e.name);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return names;
+}
+
+// --- behaviours checked on both drivers ---------------------------------------------
+
+/** Every event of every fixture, parsed from the recorded chunks, then read back. */
+async function fixturesRoundTrip(store: Store, dataDir: string): Promise<void> {
+  const ingest = await Ingest.open({ store, dataDir });
+  const expected: { sessionId: string; msg: AmiMessage }[] = [];
+  for (const name of FIXTURE_NAMES) {
+    const sessionId = uuidv7();
+    ingest.sessionStarted({ id: sessionId, server: name, connectedAt: new Date() });
+    const parser = new AmiParser();
+    for (const chunk of loadFixture(name).inChunks) {
+      for (const msg of parser.push(chunk)) {
+        ingest.event(name, sessionId, msg);
+        if (msg.kind === "event") expected.push({ sessionId, msg });
+      }
+    }
+  }
+  await ingest.close();
+  assert.equal(ingest.stats().storedEvents, expected.length);
+  const rows = await store.db.select().from(amiEvents).orderBy(asc(amiEvents.id));
+  assert.equal(rows.length, expected.length);
+  rows.forEach((row, i) => {
+    const { sessionId, msg } = expected[i];
+    const where = `${row.server} seq ${msg.seq}`;
+    assert.equal(row.sessionId, sessionId, where);
+    assert.equal(row.seq, msg.seq, where);
+    assert.deepEqual(row.fields, headersToFields(msg.headers), where);
+    assert.equal(row.event, headerValue(msg, "Event"), where);
+    assert.equal(row.uniqueid, headerValue(msg, "Uniqueid") ?? null, where);
+    assert.equal(row.linkedid, headerValue(msg, "Linkedid") ?? null, where);
+    assert.equal(row.channel, headerValue(msg, "Channel") ?? null, where);
+    assert.equal(row.actionId, headerValue(msg, "ActionID") ?? null, where);
+    assert.equal(row.receivedAt.getTime(), msg.receivedAt, where);
+    assert.equal(row.rawB64, null, where);
+    assert.equal(row.escaped, false, where);
+  });
+  // The fixtures use both spellings; both land in the column.
+  assert.ok(rows.some((r) => "UniqueID" in (r.fields as object) && r.uniqueid !== null));
+  assert.ok(rows.some((r) => "Uniqueid" in (r.fields as object) && r.uniqueid !== null));
+}
+
+async function nulIsEscaped(store: Store, dataDir: string): Promise<void> {
+  const ingest = await Ingest.open({ store, dataDir });
+  const sessionId = uuidv7();
+  const bytes = new Uint8Array([0x45, 0x76, 0xff]);
+  ingest.event("pbx1", sessionId, {
+    kind: "event",
+    headers: [["Event", "UserEvent"], ["Channel", "SIP/1\u0000x"], ["Body\u0000", "a\u0000b"]],
+    seq: 1,
+    receivedAt: Date.now(),
+    rawBytes: bytes,
+  });
+  await ingest.close();
+  const [row] = await store.db.select().from(amiEvents).where(sql`session_id = ${sessionId}`);
+  assert.equal(row.escaped, true);
+  assert.equal(row.channel, "SIP/1\\u0000x");
+  assert.deepEqual(row.fields, {
+    Event: "UserEvent",
+    Channel: "SIP/1\\u0000x",
+    "Body\\u0000": "a\\u0000b",
+  });
+  assert.equal(row.rawB64, btoa(String.fromCharCode(...bytes)));
+  assert.equal(ingest.stats().rejectedEvents, 0);
+}
+
+async function refusedRowsAreSetAside(store: Store, dataDir: string): Promise<void> {
+  const ingest = await Ingest.open({ store, dataDir });
+  const sessionId = uuidv7();
+  for (let seq = 1; seq <= 300; seq++) {
+    let msg = eventAt(seq);
+    // A timestamp PostgreSQL cannot represent, and a lone surrogate jsonb refuses.
+    if (seq === 120) msg = { ...msg, receivedAt: 1e20 };
+    if (seq === 200) msg = { ...msg, headers: [...msg.headers, ["Broken", "x\ud800y"]] };
+    ingest.event("pbx1", sessionId, msg);
+  }
+  await ingest.close();
+  const stats = ingest.stats();
+  assert.equal(stats.rejectedEvents, 2);
+  assert.equal(stats.storedEvents, 298);
+  const stored = await store.db.select({ seq: amiEvents.seq }).from(amiEvents)
+    .where(sql`session_id = ${sessionId}`).orderBy(asc(amiEvents.id));
+  const good = Array.from({ length: 300 }, (_, i) => i + 1).filter((s) => s !== 120 && s !== 200);
+  assert.deepEqual(stored.map((r) => r.seq), good);
+  const rejected = await store.db.select().from(amiEventsRejected)
+    .where(sql`session_id = ${sessionId}`).orderBy(asc(amiEventsRejected.seq));
+  assert.deepEqual(rejected.map((r) => [r.kind, r.server, r.seq]), [
+    ["event", "pbx1", 120],
+    ["event", "pbx1", 200],
+  ]);
+  assert.match(rejected[0].error, /^22\w{3} /);
+  assert.match(rejected[1].error, /^22\w{3} /);
+  // The payload keeps the whole record, including the value that was refused.
+  assert.equal(JSON.parse(rejected[0].payload)[4], 1e20);
+  assert.ok(JSON.parse(JSON.parse(rejected[1].payload)[12]).Broken === "x\ud800y");
+}
+
+async function sessionsAndRunsAreUpserted(store: Store, dataDir: string): Promise<void> {
+  const ingest = await Ingest.open({ store, dataDir });
+  const sessionId = uuidv7();
+  const runId = uuidv7();
+  const connectedAt = new Date("2026-11-26T03:00:00.000Z");
+  ingest.sessionStarted({
+    id: sessionId,
+    server: "pbx9",
+    connectedAt,
+    banner: "Asterisk Call Manager/9.0.0",
+    host: "10.0.0.9",
+    port: 5038,
+  });
+  const startedAt = new Date("2026-11-26T03:00:01.000Z");
+  const run = { id: runId, server: "pbx9", name: "sip-peers", action: "SIPPeers", startedAt };
+  ingest.actionRun({ ...run, status: "timeout", sessionId });
+  ingest.event("pbx9", sessionId, eventAt(1));
+  ingest.actionRun({
+    ...run,
+    sessionId,
+    actionId: "dami-1",
+    status: "ok",
+    finishedAt: new Date("2026-11-26T03:00:02.000Z"),
+    itemCount: 3,
+    response: { Response: "Success", Message: "Peer status list will follow" },
+  });
+  ingest.sessionEnded({
+    id: sessionId,
+    server: "pbx9",
+    disconnectedAt: new Date("2026-11-26T04:00:00.000Z"),
+    reason: "eof",
+    eventCount: 1,
+  });
+  await ingest.close();
+  const [session] = await store.db.select().from(amiSessions).where(sql`id = ${sessionId}`);
+  assert.deepEqual(session, {
+    id: sessionId,
+    server: "pbx9",
+    connectedAt,
+    disconnectedAt: new Date("2026-11-26T04:00:00.000Z"),
+    banner: "Asterisk Call Manager/9.0.0",
+    disconnectReason: "eof",
+    host: "10.0.0.9",
+    port: 5038,
+    eventCount: 1,
+  });
+  const runs = await store.db.select().from(actionRuns).where(sql`id = ${runId}`);
+  assert.deepEqual(runs, [{
+    id: runId,
+    server: "pbx9",
+    name: "sip-peers",
+    action: "SIPPeers",
+    actionId: "dami-1",
+    sessionId,
+    startedAt,
+    finishedAt: new Date("2026-11-26T03:00:02.000Z"),
+    status: "ok",
+    message: null,
+    itemCount: 3,
+    response: { Response: "Success", Message: "Peer status list will follow" },
+  }]);
+}
+
+/**
+ * A spool written while the database was down, replayed twice into `store`: the
+ * second replay adds nothing.
+ */
+async function spoolReplayedTwice(store: Store, dataDir: string): Promise<void> {
+  // Port 1 refuses connections: this store is down from the start.
+  const down = await openStore({ url: "postgres://postgres@127.0.0.1:1/none", dataDir });
+  const writing = await Ingest.open({ store: down, dataDir });
+  const a = ingestSession(writing, "pbx1", 2500);
+  const b = ingestSession(writing, "pbx2", 1500);
+  await writing.close({ timeoutMs: 300 });
+  await down.close();
+  assert.equal(writing.stats().storedEvents, 0);
+  const backup = await Deno.makeTempDir();
+  for (const name of await spoolFiles(dataDir)) {
+    await Deno.copyFile(`${dataDir}/spool/${name}`, `${backup}/${name}`);
+  }
+  assert.ok((await spoolFiles(dataDir)).length > 0);
+
+  for (const replay of [1, 2]) {
+    if (replay === 2) {
+      for await (const e of Deno.readDir(backup)) {
+        await Deno.copyFile(`${backup}/${e.name}`, `${dataDir}/spool/${e.name}`);
+      }
+    }
+    const ingest = await Ingest.open({ store, dataDir });
+    await ingest.close({ timeoutMs: 60_000 });
+    assert.equal(ingest.stats().spooledEvents, 4000, `replay ${replay}`);
+    assert.deepEqual(await spoolFiles(dataDir), [], `replay ${replay} leaves the spool empty`);
+    await assertExactlyOnceInOrder(store, new Map([[a, 2500], [b, 1500]]));
+  }
+  const sessions = await store.db.select().from(amiSessions).orderBy(asc(amiSessions.id));
+  assert.deepEqual(sessions.map((s) => s.id), [a, b]);
+  await Deno.remove(backup, { recursive: true });
+}
+
+// --- PostgreSQL ----------------------------------------------------------------------
+
+Deno.test("PostgreSQL: every fixture event is stored with fields equal to its parsed headers", async () => {
+  await withPostgres("ingest_fixtures", async (url, dataDir) => {
+    const store = await openStore({ url, dataDir });
+    await fixturesRoundTrip(store, dataDir);
+    await store.close();
+  });
+});
+
+Deno.test("PostgreSQL: a NUL byte is stored as the text \\u0000 and the row flagged escaped", async () => {
+  await withPostgres("ingest_nul", async (url, dataDir) => {
+    const store = await openStore({ url, dataDir });
+    await nulIsEscaped(store, dataDir);
+    await store.close();
+  });
+});
+
+Deno.test("PostgreSQL: rows the database refuses go to ami_events_rejected and the rest of the batch is stored", async () => {
+  await withPostgres("ingest_rejected", async (url, dataDir) => {
+    const store = await openStore({ url, dataDir });
+    await refusedRowsAreSetAside(store, dataDir);
+    await store.close();
+  });
+});
+
+Deno.test("PostgreSQL: sessions and action runs go through the pipeline as upserts", async () => {
+  await withPostgres("ingest_sessions", async (url, dataDir) => {
+    const store = await openStore({ url, dataDir });
+    await sessionsAndRunsAreUpserted(store, dataDir);
+    await store.close();
+  });
+});
+
+Deno.test("PostgreSQL: replaying the same spool twice stores every event exactly once", async () => {
+  await withPostgres("ingest_replay", async (url, dataDir) => {
+    const store = await openStore({ url, dataDir });
+    await spoolReplayedTwice(store, dataDir);
+    await store.close();
+  });
+});
+
+Deno.test("PostgreSQL: a batch cut in the middle of its COPY and retried is stored exactly once", async () => {
+  await withPostgres("ingest_cut_batch", async (url) => {
+    const proxy = TcpProxy.start({ hostname: "127.0.0.1", port: 5432 });
+    const store = await openStore({ url: proxy.url(url), dataDir: "/nonexistent" });
+    const writer = new BatchWriter(store);
+    const sessionId = uuidv7();
+    const batch = Array.from(
+      { length: 20_000 },
+      (_, i) => eventRecord("pbx1", sessionId, eventAt(i + 1)),
+    );
+    proxy.cutAfter(2 * 1024 * 1024); // about 3,000 rows into the COPY
+    await assert.rejects(writer.write(batch), (error) => isTransientError(error));
+    assert.equal(await eventCount(store), 0);
+    // Retried: stored once. Retried again, as when the commit's acknowledgement is lost:
+    // the unique key turns the COPY into the staging path, and nothing is added.
+    await writer.write(batch);
+    await writer.write(batch);
+    await writer.write(batch.slice(5_000, 15_000));
+    await assertExactlyOnceInOrder(store, new Map([[sessionId, 20_000]]));
+    await store.close();
+    await proxy.close();
+  });
+});
+
+Deno.test("PostgreSQL: cut for seconds while 20,000 events stream in, every event is stored once in seq order", async () => {
+  await withPostgres("ingest_outage", async (url, dataDir) => {
+    const proxy = TcpProxy.start({ hostname: "127.0.0.1", port: 5432 });
+    const store = await openStore({ url: proxy.url(url), dataDir });
+    let sawDown = false;
+    const ingest = await Ingest.open({ store, dataDir });
+    const sessions = [uuidv7(), uuidv7()];
+    sessions.forEach((id, i) =>
+      ingest.sessionStarted({ id, server: `pbx${i}`, connectedAt: new Date() })
+    );
+    for (let n = 0; n < 20_000; n++) {
+      const s = n % 2;
+      ingest.event(`pbx${s}`, sessions[s], eventAt(Math.floor(n / 2) + 1));
+      if (n === 5_000) proxy.cut(3_000);
+      if (n % 50 === 49) {
+        await new Promise((resolve) => setTimeout(resolve, 10)); // about 5,000 events/s
+        sawDown ||= !ingest.stats().dbUp;
+      }
+    }
+    await ingest.close({ timeoutMs: 60_000 });
+    assert.ok(sawDown, "the outage was seen by the writer");
+    const stats = ingest.stats();
+    assert.equal(stats.storedEvents, 20_000);
+    assert.equal(stats.droppedEvents, 0);
+    assert.equal(stats.spoolBytes, 0);
+    await assertExactlyOnceInOrder(store, new Map(sessions.map((id) => [id, 10_000])));
+    await store.close();
+    await proxy.close();
+  });
+});
+
+Deno.test("PostgreSQL: a process killed with SIGKILL leaves a spool whose events the next start stores", async () => {
+  await withPostgres("ingest_sigkill", async (url, dataDir) => {
+    const proxy = TcpProxy.start({ hostname: "127.0.0.1", port: 5432 });
+    proxy.cut(600_000); // down while the first process runs
+    const sessionId = uuidv7();
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("./ingest_child.ts", import.meta.url).pathname,
+        proxy.url(url),
+        dataDir,
+        sessionId,
+        "5000",
+      ],
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let out = "";
+    while (!out.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += value;
+    }
+    assert.equal(out.trim(), "durable 5000");
+    child.kill("SIGKILL");
+    assert.equal((await child.status).signal, "SIGKILL");
+    await reader.cancel();
+    assert.ok((await spoolFiles(dataDir)).length > 0);
+
+    const store = await openStore({ url, dataDir });
+    const ingest = await Ingest.open({ store, dataDir });
+    await ingest.close({ timeoutMs: 60_000 });
+    await assertExactlyOnceInOrder(store, new Map([[sessionId, 5000]]));
+    assert.equal((await store.db.select().from(amiSessions)).length, 1);
+    await store.close();
+    await proxy.close();
+  });
+});
+
+Deno.test("PostgreSQL: with the spool full, events are held, then the newest dropped and counted per server", async () => {
+  await withPostgres("ingest_cap", async (url, dataDir) => {
+    const proxy = TcpProxy.start({ hostname: "127.0.0.1", port: 5432 });
+    proxy.cut(600_000);
+    const store = await openStore({ url: proxy.url(url), dataDir });
+    const options: IngestOptions = {
+      store,
+      dataDir,
+      spoolCapBytes: 64 * 1024,
+      spoolSegmentBytes: 8 * 1024,
+      queueLimit: 100,
+    };
+    const ingest = await Ingest.open(options);
+    const sessionId = ingestSession(ingest, "pbx1", 2000);
+    const full = ingest.stats();
+    assert.equal(full.spoolCapReached, true);
+    assert.ok(full.droppedEvents > 0 && full.droppedEvents < 2000);
+    assert.equal(full.servers.pbx1.dropped, full.droppedEvents);
+    assert.equal(full.servers.pbx1.received, 2000);
+    const kept = 2000 - full.droppedEvents;
+
+    proxy.restore();
+    await ingest.close({ timeoutMs: 60_000 });
+    const after = ingest.stats();
+    assert.equal(after.storedEvents, kept);
+    assert.equal(after.spoolCapReached, false);
+    // The oldest were kept: the stored history is contiguous, the gap is at its end.
+    await assertExactlyOnceInOrder(store, new Map([[sessionId, kept]]));
+    await store.close();
+    await proxy.close();
+  });
+});
+
+// --- PGlite --------------------------------------------------------------------------
+
+Deno.test("PGlite: the same pipeline behaves the same on the embedded store", async (t) => {
+  const dataDir = await Deno.makeTempDir();
+  const store = await openStore({ dataDir });
+  try {
+    await t.step(
+      "every fixture event is stored with fields equal to its parsed headers",
+      () => fixturesRoundTrip(store, dataDir),
+    );
+    await t.step(
+      "a NUL byte is stored as the text \\u0000 and the row flagged escaped",
+      () => nulIsEscaped(store, dataDir),
+    );
+    await t.step(
+      "rows the database refuses go to ami_events_rejected",
+      () => refusedRowsAreSetAside(store, dataDir),
+    );
+    await t.step(
+      "sessions and action runs go through the pipeline as upserts",
+      () => sessionsAndRunsAreUpserted(store, dataDir),
+    );
+    await t.step("replaying the same spool twice stores every event exactly once", async () => {
+      await store.db.execute(sql`TRUNCATE ami_events, ami_sessions`);
+      await spoolReplayedTwice(store, dataDir);
+    });
+  } finally {
+    await store.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("events given after close() are counted as dropped, never silently lost", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const store = await openStore({ url: "postgres://postgres@127.0.0.1:1/none", dataDir });
+  const ingest = await Ingest.open({ store, dataDir });
+  await ingest.close({ timeoutMs: 100 });
+  ingest.event("pbx1", uuidv7(), eventAt(1));
+  assert.equal(ingest.stats().droppedEvents, 1);
+  assert.equal(ingest.stats().servers.pbx1.dropped, 1);
+  await store.close();
+  await Deno.remove(dataDir, { recursive: true });
+});
