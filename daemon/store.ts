@@ -22,6 +22,7 @@ import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
 import { PGlite } from "@electric-sql/pglite";
+import { sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
@@ -287,6 +288,38 @@ async function openPglite(options: StoreOptions): Promise<Store> {
       if (!client.closed) await client.close();
     },
   };
+}
+
+/**
+ * Applies the migrations and closes: for `deno task migrate`. Unlike
+ * {@linkcode openStore}, an unreachable database is an error. Resolves with the number
+ * of migrations recorded in the database afterwards.
+ */
+export async function applyMigrations(options: StoreOptions): Promise<number> {
+  if (options.url) {
+    const description = redactDatabaseUrl(options.url);
+    const clientOptions = {
+      connect_timeout: options.connectTimeoutSeconds ?? 5,
+      onnotice: () => {},
+    };
+    try {
+      await migratePostgresOnce(options.url, clientOptions);
+    } catch (error) {
+      throw new Error(`cannot migrate ${description}: ${errorText(error)}`, { cause: error });
+    }
+  }
+  const store = await openStore({ ...options, migrate: !options.url });
+  try {
+    const result = await store.db.execute(
+      sql`SELECT count(*)::int AS n FROM drizzle.__drizzle_migrations`,
+    );
+    const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as {
+      n: number;
+    }[];
+    return rows[0].n;
+  } finally {
+    await store.close();
+  }
 }
 
 /** A write transaction ran past {@linkcode StoreOptions.writeTimeoutMs}. */

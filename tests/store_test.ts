@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { sql } from "drizzle-orm";
 import { uuidv7 } from "../daemon/ids.ts";
-import { isTransientError, openStore, redactDatabaseUrl, type Store } from "../daemon/store.ts";
+import { main as migrateMain } from "../daemon/migrate_cli.ts";
+import {
+  isTransientError,
+  MIGRATIONS_FOLDER,
+  openStore,
+  redactDatabaseUrl,
+  type Store,
+} from "../daemon/store.ts";
 import { amiSessions } from "../schema/mod.ts";
 import { createTestDatabase } from "./pg.ts";
 import { TcpProxy } from "./tcp_proxy.ts";
@@ -156,4 +163,64 @@ Deno.test("UUIDv7 ids have the version and variant bits and sort in creation ord
   assert.equal(new Set(ids).size, ids.length);
   const ms = parseInt(ids[0].replace(/-/g, "").slice(0, 12), 16);
   assert.ok(Math.abs(ms - Date.now()) < 60_000);
+});
+
+async function listing(dir: string): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isDirectory) {
+      for (const [name, text] of await listing(`${dir}/${e.name}`)) {
+        files.set(`${e.name}/${name}`, text);
+      }
+    } else {
+      files.set(e.name, await Deno.readTextFile(`${dir}/${e.name}`));
+    }
+  }
+  return files;
+}
+
+Deno.test("migrations/ is exactly what drizzle-kit generates from schema/", async () => {
+  const root = new URL("..", import.meta.url).pathname;
+  const out = await Deno.makeTempDir();
+  const committed = await listing(MIGRATIONS_FOLDER);
+  for (const [name, text] of committed) {
+    await Deno.mkdir(`${out}/${name}`.replace(/\/[^/]*$/, ""), { recursive: true });
+    await Deno.writeTextFile(`${out}/${name}`, text);
+  }
+  // drizzle-kit prefixes "./" to --out, so the path must be relative to the repository.
+  const relativeOut = "../".repeat(root.split("/").filter(Boolean).length) + out.slice(1);
+  const { stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "npm:drizzle-kit", "generate", "--dialect=postgresql"]
+      .concat(["--schema=./schema/mod.ts", `--out=${relativeOut}`]),
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const output = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
+  // drizzle-kit exits 0 even when it fails (e.g. wants a terminal): judge by its output.
+  assert.match(output, /No schema changes, nothing to migrate/, output);
+  assert.deepEqual(await listing(out), committed);
+  await Deno.remove(out, { recursive: true });
+});
+
+Deno.test("deno task migrate brings a database up to date and reports an unreachable one", async () => {
+  const database = await createTestDatabase("store_migrate_cli");
+  const log = console.log;
+  const error = console.error;
+  const printed: string[] = [];
+  console.log = console.error = (line: string) => printed.push(line);
+  try {
+    assert.equal(await migrateMain(["--database-url", database.url]), 0);
+    assert.equal(await migrateMain(["--database-url", database.url]), 0);
+    assert.match(printed[1], /up to date \(\d+ migrations applied\)/);
+    assert.equal(await migrateMain(["--database-url", "postgres://u:Pw0rd@127.0.0.1:1/x"]), 1);
+    assert.match(printed[2], /ECONNREFUSED/);
+    assert.ok(!printed.join("\n").includes("Pw0rd"));
+    assert.equal(await migrateMain(["--help"]), 0);
+    assert.match(printed[3], /^Usage: deno task migrate/);
+  } finally {
+    console.log = log;
+    console.error = error;
+    await database.drop();
+  }
 });
