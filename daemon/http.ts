@@ -8,7 +8,9 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import type { Ingest } from "./ingest.ts";
 import type { DaemonMetrics } from "./metrics.ts";
+import type { Store } from "./store.ts";
 import type { SupervisorStatus } from "./supervisor.ts";
 
 /** Whether the store accepts writes now. */
@@ -19,6 +21,51 @@ export interface StoreHealth {
   reason?: string;
   /** Extra figures shown in the body (queue depth, spool bytes, ...). */
   detail?: Record<string, unknown>;
+}
+
+/**
+ * The store is writable when PostgreSQL answers `SELECT 1` within `timeoutMs` (asked
+ * at each check, so an idle daemon notices an outage too), the ingest writer's last
+ * write succeeded, and the spool is not full.
+ */
+export function storeHealthOf(
+  store: Pick<Store, "ping">,
+  ingest: Pick<Ingest, "stats">,
+  timeoutMs = 2000,
+): () => Promise<StoreHealth> {
+  return async () => {
+    const stats = ingest.stats();
+    const detail = {
+      mode: stats.mode,
+      queueDepth: stats.queueDepth,
+      spoolBytes: stats.spoolBytes,
+      spoolCapReached: stats.spoolCapReached,
+      droppedEvents: stats.droppedEvents,
+    };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        store.ping(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`the database did not answer within ${timeoutMs} ms`)),
+            timeoutMs,
+          );
+        }),
+      ]);
+    } catch (error) {
+      return { writable: false, reason: (error as Error).message, detail };
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!stats.dbUp) {
+      return { writable: false, reason: stats.lastError ?? "the last write failed", detail };
+    }
+    if (stats.spoolCapReached) {
+      return { writable: false, reason: "the spool is full (database down too long)", detail };
+    }
+    return { writable: true, detail };
+  };
 }
 
 /** Options of {@linkcode startHttp}. */

@@ -6,20 +6,7 @@
  * @module
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-
-/** Figures the ingest pipeline reports at scrape time. */
-export interface IngestFigures {
-  /** Events written to PostgreSQL, per server. */
-  storedByServer: Record<string, number>;
-  /** Events written to the local spool (database slow or down), per server. */
-  spooledByServer: Record<string, number>;
-  /** Rows waiting in memory for the batch writer. */
-  queueDepth: number;
-  /** Bytes in the spool not yet replayed into the database. */
-  spoolBytes: number;
-  /** True when the last write to the database succeeded. */
-  databaseUp: boolean;
-}
+import type { IngestStats } from "./ingest.ts";
 
 /** Every metric the daemon exports. */
 export class DaemonMetrics {
@@ -37,7 +24,7 @@ export class DaemonMetrics {
   readonly connected: Gauge<"server">;
   /** Seconds from reading an event off the socket to its row being committed. */
   readonly ingestDelay: Histogram;
-  #figures: (() => IngestFigures | undefined) | undefined;
+  #ingest: (() => IngestStats) | undefined;
 
   constructor() {
     const registers = [this.registry];
@@ -77,29 +64,41 @@ export class DaemonMetrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers,
     });
-    const figures = () => this.#figures?.();
+    const ingest = () => this.#ingest?.();
     new Counter({
       name: "dami_events_stored_total",
       help: "Events committed to the database, per server.",
       labelNames: ["server"],
       registers,
       collect() {
-        const f = figures();
-        if (f === undefined) return;
+        const stats = ingest();
+        if (stats === undefined) return;
         this.reset();
-        for (const [server, n] of Object.entries(f.storedByServer)) this.inc({ server }, n);
+        for (const [server, s] of Object.entries(stats.servers)) this.inc({ server }, s.stored);
       },
     });
     new Counter({
       name: "dami_events_spooled_total",
-      help: "Events written to the local spool while the database was slow or down, per server.",
+      help:
+        "Events stored after a detour through the local spool (database slow, down, or a restart).",
+      registers,
+      collect() {
+        const stats = ingest();
+        if (stats === undefined) return;
+        this.reset();
+        this.inc(stats.spooledEvents);
+      },
+    });
+    new Counter({
+      name: "dami_events_dropped_total",
+      help: "Events dropped because the spool and the memory hold were full, per server.",
       labelNames: ["server"],
       registers,
       collect() {
-        const f = figures();
-        if (f === undefined) return;
+        const stats = ingest();
+        if (stats === undefined) return;
         this.reset();
-        for (const [server, n] of Object.entries(f.spooledByServer)) this.inc({ server }, n);
+        for (const [server, s] of Object.entries(stats.servers)) this.inc({ server }, s.dropped);
       },
     });
     new Gauge({
@@ -107,8 +106,8 @@ export class DaemonMetrics {
       help: "Rows waiting in memory for the batch writer.",
       registers,
       collect() {
-        const f = figures();
-        if (f !== undefined) this.set(f.queueDepth);
+        const stats = ingest();
+        if (stats !== undefined) this.set(stats.queueDepth);
       },
     });
     new Gauge({
@@ -116,8 +115,8 @@ export class DaemonMetrics {
       help: "Bytes in the spool not yet written to the database.",
       registers,
       collect() {
-        const f = figures();
-        if (f !== undefined) this.set(f.spoolBytes);
+        const stats = ingest();
+        if (stats !== undefined) this.set(stats.spoolBytes);
       },
     });
     new Gauge({
@@ -125,16 +124,24 @@ export class DaemonMetrics {
       help: "1 when the last database write succeeded.",
       registers,
       collect() {
-        const f = figures();
-        if (f !== undefined) this.set(f.databaseUp ? 1 : 0);
+        const stats = ingest();
+        if (stats !== undefined) this.set(stats.dbUp ? 1 : 0);
       },
     });
   }
 
-  /** Where the ingest figures come from (read at every scrape). */
-  readIngestFrom(figures: () => IngestFigures | undefined): void {
-    this.#figures = figures;
+  /**
+   * Reads the ingest pipeline's figures at every scrape (stored, spooled, dropped,
+   * queue depth, spool bytes, database up) and feeds the ingest delay histogram.
+   */
+  watchIngest(stats: () => IngestStats): void {
+    this.#ingest = stats;
   }
+
+  /** For `Ingest.open({ onCommitted })`: observes each stored event's receive-to-commit delay. */
+  readonly observeCommit = (receivedAtMs: readonly number[], committedAtMs: number): void => {
+    for (const at of receivedAtMs) this.ingestDelay.observe((committedAtMs - at) / 1000);
+  };
 
   /** The Prometheus text exposition. */
   render(): Promise<string> {

@@ -1,0 +1,273 @@
+/**
+ * The DAMI daemon: records every AMI event of the configured Asterisk servers into
+ * PostgreSQL (or the embedded store), runs scheduled actions, keeps the call-history
+ * projections up to date, and serves `/healthz` and `/metrics`.
+ *
+ * ```sh
+ * deno task start                      # with dami.config.jsonc
+ * deno task start --config /etc/dami/dami.config.jsonc
+ * deno task demo                       # against a built-in simulated PBX
+ * ```
+ *
+ * Exit codes: 0 after an orderly shutdown (SIGTERM, SIGINT), 1 on a runtime failure,
+ * 2 on bad arguments, 78 (EX_CONFIG) on a bad config file, so that systemd does not
+ * restart in a loop (`RestartPreventExitStatus=78`).
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { sql } from "drizzle-orm";
+import { relative } from "node:path";
+import { parseArgs } from "node:util";
+import { actionTargets, ConfigError, type DamiConfig, loadConfig } from "./config.ts";
+import { demoConfig, SimulatedPbx } from "./demo.ts";
+import { startHttp, storeHealthOf } from "./http.ts";
+import { Ingest } from "./ingest.ts";
+import { registerSecret, setupLogging, shutdownLogging } from "./log.ts";
+import { DaemonMetrics } from "./metrics.ts";
+import { type Projector, startProjector } from "./projections/projector.ts";
+import { Scheduler } from "./scheduler.ts";
+import { handleShutdownSignals } from "./signals.ts";
+import { selectRows } from "../queries/db.ts";
+import { openStore, type Store } from "./store.ts";
+import { Supervisor } from "./supervisor.ts";
+
+/** Exit code of a refused config file (sysexits.h EX_CONFIG). */
+export const EXIT_CONFIG = 78;
+
+const USAGE = `DAMI daemon: records Asterisk AMI events into PostgreSQL and derives call history.
+
+Usage:
+  deno task start [--config PATH]    run with a config file (default: dami.config.jsonc)
+  deno task demo  [--config PATH]    run against a built-in simulated PBX; the config file,
+                                     when given, supplies database, dataDir, http and logging
+  deno task start --help             this help
+
+Environment:
+  DATABASE_URL   PostgreSQL URL when the config has no database.url (else: embedded store)
+  any \${VAR} used in the config file (e.g. AMI_SECRET)
+
+HTTP: GET /healthz (200 when every server is connected and the store writable), GET /metrics.
+Signals: SIGTERM / SIGINT stop schedules, log off every server, flush, exit 0.`;
+
+/** Runs the daemon until a shutdown signal; resolves to the exit code. */
+export async function main(args: string[]): Promise<number> {
+  let options: { config?: string; demo?: boolean; help?: boolean };
+  try {
+    options = parseArgs({
+      args,
+      options: {
+        config: { type: "string", short: "c" },
+        demo: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+    }).values;
+  } catch (error) {
+    console.error(`${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (options.help) {
+    console.log(USAGE);
+    return 0;
+  }
+
+  let pbx: SimulatedPbx | undefined;
+  let config: DamiConfig;
+  try {
+    if (options.demo) {
+      pbx = await SimulatedPbx.start();
+      const base = options.config === undefined ? undefined : await loadConfig(options.config);
+      config = demoConfig(pbx, base);
+    } else {
+      config = await loadConfig(options.config ?? "dami.config.jsonc");
+    }
+  } catch (error) {
+    await pbx?.close();
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      return EXIT_CONFIG;
+    }
+    throw error;
+  }
+
+  const databaseUrl = config.database.url || Deno.env.get("DATABASE_URL") || undefined;
+  for (const server of config.servers) registerSecret(server.secret);
+  if (databaseUrl !== undefined) registerSecret(databasePassword(databaseUrl));
+  await setupLogging(config.logging);
+  const log = getLogger(["dami", "main"]);
+  log.info("DAMI starting: {servers} server(s), {actions} action(s), data in {dataDir}", {
+    servers: config.servers.map((s) => `${s.name} (${s.host}:${s.port})`).join(", "),
+    actions: config.actions.length,
+    dataDir: config.dataDir,
+  });
+
+  let store: Store;
+  try {
+    // An unreachable PostgreSQL is fine (events are spooled until it answers); a
+    // refused login or a missing database is not.
+    store = await openStore({ url: databaseUrl, dataDir: config.dataDir });
+  } catch (error) {
+    log.fatal("cannot open the store: {message}", { message: (error as Error).message });
+    await pbx?.close();
+    await shutdownLogging();
+    return 1;
+  }
+  log.info("store: {store}", { store: store.description });
+
+  const metrics = new DaemonMetrics();
+  const ingest = await Ingest.open({
+    store,
+    dataDir: config.dataDir,
+    onCommitted: metrics.observeCommit,
+  });
+  metrics.watchIngest(() => ingest.stats());
+
+  const supervisors = await Promise.all(config.servers.map(async (server) =>
+    new Supervisor({
+      server,
+      recorder: ingest,
+      onConnect: config.actions.filter((a) =>
+        a.onConnect && actionTargets(a, config).includes(server.name)
+      ),
+      metrics,
+      caCerts: server.caFile === undefined ? undefined : [await Deno.readTextFile(server.caFile)],
+    })
+  ));
+  const storeHealth = storeHealthOf(store, ingest);
+  const http = startHttp({
+    listen: config.http.listen,
+    servers: supervisors,
+    storeHealth,
+    metrics,
+  });
+  const scheduler = new Scheduler();
+  for (const supervisor of supervisors) supervisor.start();
+  scheduler.start(config.actions, supervisors);
+
+  const projector: Projector = startProjector(store);
+  const announcer = pbx === undefined
+    ? undefined
+    : announceDemo(pbx, store, queryArguments(store, config, options.config));
+
+  const stopped = Promise.withResolvers<number>();
+  handleShutdownSignals(async () => {
+    const step = async (what: string, work: () => Promise<unknown>) => {
+      const started = performance.now();
+      await work();
+      log.debug("shutdown: {what} in {ms} ms", {
+        what,
+        ms: Math.round(performance.now() - started),
+      });
+    };
+    clearInterval(announcer);
+    await step("schedules stopped", () => scheduler.stop());
+    // Logoff first: the session end is recorded before the ingest pipeline closes.
+    await Promise.all([
+      step("servers logged off", () => Promise.all(supervisors.map((s) => s.stop()))),
+      // A batch still running is rolled back when the store closes; it is redone at start.
+      step("projector stopped", () => within(projector.stop(), 3000)),
+      step("HTTP closed", () => http.close()),
+    ]);
+    await step("ingest flushed", () => ingest.close({ timeoutMs: 5000 }));
+    await step("store closed", () => store.close());
+    await pbx?.close();
+    const report = ingest.stats();
+    log.info("stopped: {stored} events stored, {spool} bytes left in the spool", {
+      stored: report.storedEvents,
+      spool: report.spoolBytes,
+    });
+  }, {
+    exit: (code) => stopped.resolve(code),
+  });
+  const code = await stopped.promise;
+  await shutdownLogging();
+  return code;
+}
+
+/** In demo mode, every 20 s: what has been recorded and how to look at it. */
+function announceDemo(
+  pbx: SimulatedPbx,
+  store: Store,
+  where: string,
+): ReturnType<typeof setInterval> {
+  const log = getLogger(["dami", "demo"]);
+  log.info(
+    "demo: simulated PBX on {host}:{port}; a call starts every few seconds (answered, busy, no answer, queue)",
+    { host: pbx.hostname, port: pbx.port },
+  );
+  const names = ["calls-per-day", "missed-calls", "queue-summary", "longest-calls"];
+  const hint = `${store.kind === "pglite" ? "stop the demo (Ctrl-C), then: " : ""}${
+    names.map((name) => `deno task query ${name}${where}`).join(" | ")
+  } (deno task query --list for all)`;
+  return setInterval(async () => {
+    let recorded = "";
+    let latest: string[] = [];
+    try {
+      const [row] = await selectRows<{ events: number; calls: number }>(
+        store.db,
+        sql`select (select count(*) from ami_events)::int as events,
+                   (select count(*) from calls)::int as calls`,
+      );
+      recorded = ` ${row.events} events and ${row.calls} calls recorded;`;
+      const calls = await selectRows<{
+        started: string;
+        src: string | null;
+        dst: string | null;
+        disposition: string | null;
+        billsec: number | null;
+        queue: string | null;
+      }>(
+        store.db,
+        sql`select to_char(started_at, 'HH24:MI:SS') as started, src, dst, disposition,
+                   billsec_s::int as billsec, queue
+              from calls where complete order by started_at desc limit 5`,
+      );
+      latest = calls.map((c) =>
+        `${c.started} ${c.src ?? "?"} -> ${c.dst ?? "?"} ${c.disposition ?? "?"}${
+          c.disposition === "ANSWERED" ? ` ${c.billsec ?? 0} s` : ""
+        }${c.queue ? ` (queue ${c.queue})` : ""}`
+      );
+    } catch {
+      // The counts are a courtesy; the hint still helps.
+    }
+    log.info("demo: {started} calls simulated,{recorded} query them: {hint}", {
+      started: pbx.callsStarted,
+      recorded,
+      hint,
+    });
+    if (latest.length > 0) {
+      log.info("demo: latest calls:\n  {calls}", { calls: latest.join("\n  ") });
+    }
+  }, 20_000);
+}
+
+/** The arguments that point `deno task query` at the store the daemon uses. */
+function queryArguments(store: Store, config: DamiConfig, configFile: string | undefined): string {
+  if (store.kind === "pglite") {
+    const dir = relative(Deno.cwd(), config.dataDir) || ".";
+    return ` --data-dir ${dir.includes(" ") ? JSON.stringify(dir) : dir}`;
+  }
+  if (configFile !== undefined && config.database.url) return ` --config ${configFile}`;
+  return ""; // DATABASE_URL, which the query CLI reads too.
+}
+
+/** Waits for `promise`, at most `ms`. */
+function within(promise: Promise<unknown>, ms: number): Promise<unknown> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
+    .finally(() => clearTimeout(timer));
+}
+
+function databasePassword(url: string): string | undefined {
+  try {
+    const password = new URL(url).password;
+    return password === "" ? undefined : decodeURIComponent(password);
+  } catch {
+    return undefined;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

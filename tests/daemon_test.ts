@@ -1,0 +1,307 @@
+/**
+ * The daemon as a process (`deno run daemon/main.ts`), end to end: against the fake
+ * Asterisk and a real PostgreSQL database; SIGTERM under load; config refusal; the
+ * demo; secrets never in the logs.
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import postgres from "postgres";
+import { EXIT_CONFIG } from "../daemon/main.ts";
+import { startFakeAmi } from "./fake_ami_server.ts";
+import { createTestDatabase, type TestDatabase } from "./pg.ts";
+
+const MAIN = fileURLToPath(new URL("../daemon/main.ts", import.meta.url));
+const AMI_SECRET = "ami-Secret-7f3a9c";
+const DB_PASSWORD = "db-Password-51e2b0";
+
+/** A daemon child process with its stdout lines (JSON, since stdout is a pipe). */
+class DaemonProcess {
+  readonly lines: string[] = [];
+  readonly stderr: Promise<string>;
+  readonly status: Promise<Deno.CommandStatus>;
+  #child: Deno.ChildProcess;
+  #reading: Promise<void>;
+
+  constructor(args: string[], env: Record<string, string>, cwd?: string) {
+    this.#child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, ...args],
+      env: { NO_COLOR: "1", ...env },
+      cwd,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.status = this.#child.status;
+    this.stderr = new Response(this.#child.stderr).text();
+    const stdout = this.#child.stdout;
+    this.#reading = (async () => {
+      let rest = "";
+      for await (const chunk of stdout.pipeThrough(new TextDecoderStream())) {
+        const parts = (rest + chunk).split("\n");
+        rest = parts.pop()!;
+        this.lines.push(...parts);
+      }
+      if (rest !== "") this.lines.push(rest);
+    })();
+  }
+
+  /** The parsed log records. */
+  get records(): Array<{ level: string; logger: string; message: string }> {
+    return this.lines.flatMap((line) => {
+      try {
+        return [JSON.parse(line)];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  async waitForLog(pattern: RegExp, timeoutMs = 30_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (true) {
+      const found = this.records.find((r) => pattern.test(r.message));
+      if (found !== undefined) return found.message;
+      if (Date.now() > deadline) {
+        throw new Error(`no log line matching ${pattern}; got:\n${this.lines.join("\n")}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  kill(signal: Deno.Signal): void {
+    this.#child.kill(signal);
+  }
+
+  async finished(): Promise<{ code: number; output: string; stderr: string }> {
+    const status = await this.status;
+    await this.#reading;
+    return { code: status.code, output: this.lines.join("\n"), stderr: await this.stderr };
+  }
+}
+
+async function writeConfig(dir: string, body: Record<string, unknown>): Promise<string> {
+  const file = `${dir}/dami.config.jsonc`;
+  await Deno.writeTextFile(file, `// test config\n${JSON.stringify(body, null, 2)}\n`);
+  return file;
+}
+
+function urlWithPassword(db: TestDatabase): string {
+  // Trust authentication ignores the password; it is there to prove it is never logged.
+  const url = new URL(db.url);
+  url.password = DB_PASSWORD;
+  return url.toString();
+}
+
+Deno.test("--help prints the usage and exits 0", async () => {
+  const daemon = new DaemonProcess(["--help"], {});
+  const { code, output } = await daemon.finished();
+  assert.equal(code, 0);
+  assert.match(output, /deno task start \[--config PATH\]/);
+  assert.match(output, /deno task demo/);
+});
+
+Deno.test("a bad config file is refused with its path, field and expectation, exit 78", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dami-daemon-" });
+  try {
+    const file = await writeConfig(dir, {
+      servers: [{
+        name: "pbx1",
+        host: "127.0.0.1",
+        username: "dami",
+        secret: "${AMI_SECRET}",
+        keepalive: { schedule: "every 15s" },
+      }],
+    });
+    const daemon = new DaemonProcess(["--config", file], { AMI_SECRET });
+    const { code, stderr, output } = await daemon.finished();
+    assert.equal(code, EXIT_CONFIG);
+    assert.match(stderr, new RegExp(`${file}:\\d+:\\d+: servers\\[0\\]\\.keepalive\\.schedule: `));
+    assert.match(stderr, /expected a cron expression/);
+    assert.ok(!(stderr + output).includes(AMI_SECRET));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SIGTERM under load: exit 0 within 10 s and every event sent before Logoff is stored", async () => {
+  const db = await createTestDatabase("daemon");
+  const dir = await Deno.makeTempDir({ prefix: "dami-daemon-" });
+  await using ami = await startFakeAmi({ secret: AMI_SECRET, authFailDelayMs: 0 });
+  try {
+    const file = await writeConfig(dir, {
+      database: { url: "${DATABASE_URL}" },
+      dataDir: "./data",
+      http: { listen: "127.0.0.1:0" },
+      logging: { level: "debug" },
+      servers: [{
+        name: "pbx1",
+        host: "127.0.0.1",
+        port: ami.port,
+        username: "dami",
+        secret: "${AMI_SECRET}",
+        auth: "plain",
+        filters: ["!Event: VarSet"],
+      }],
+      actions: [{ name: "channels", action: "CoreShowChannels", onConnect: true }],
+    });
+    const daemon = new DaemonProcess(["--config", file], {
+      AMI_SECRET,
+      DATABASE_URL: urlWithPassword(db),
+    });
+    await daemon.waitForLog(/^connected to pbx1/);
+    const session = await ami.session(0);
+
+    // Load: events as fast as the socket takes them, numbered so gaps would show.
+    let sent = 0;
+    let sentBeforeLogoff: number | undefined;
+    session.nextAction("Logoff").then(() => (sentBeforeLogoff = sent));
+    const pump = (async () => {
+      while (!session.isClosed) {
+        let batch = "";
+        for (let i = 0; i < 200; i++) {
+          sent++;
+          batch +=
+            `Event: Newexten\r\nPrivilege: dialplan,all\r\nChannel: PJSIP/6001-00000001\r\n` +
+            `Uniqueid: 1795663687.42\r\nLinkedid: 1795663687.42\r\nApplication: NoOp\r\n` +
+            `AppData: load ${sent}\r\nX-Load: ${sent}\r\n\r\n`;
+        }
+        await session.send(batch);
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    })();
+    while (sent < 20_000) await new Promise((resolve) => setTimeout(resolve, 20));
+
+    const killedAt = Date.now();
+    daemon.kill("SIGTERM");
+    const { code, output } = await daemon.finished();
+    const exitMs = Date.now() - killedAt;
+    await pump;
+    assert.equal(code, 0, output.slice(-3000));
+    assert.ok(
+      exitMs < 10_000,
+      `exited after ${exitMs} ms: ${
+        output.split("\n").filter((l) => !l.includes("load ")).slice(-15).join("\n")
+      }`,
+    );
+    assert.ok(sentBeforeLogoff !== undefined, "the daemon sent Logoff");
+
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      const [{ n, max, distinct }] = await sql`
+        select count(*)::int as n, max((fields->>'X-Load')::int)::int as max,
+               count(distinct (fields->>'X-Load'))::int as distinct
+          from ami_events where fields ? 'X-Load'`;
+      assert.ok(
+        max >= sentBeforeLogoff!,
+        `stored up to ${max}, ${sentBeforeLogoff} sent before Logoff`,
+      );
+      assert.equal(n, max, "no gap: every event up to the last one read is stored");
+      assert.equal(distinct, n, "no duplicate");
+      const [session1] = await sql`
+        select disconnect_reason, event_count::int as event_count,
+               (select count(*)::int from ami_events e where e.session_id = s.id) as stored
+          from ami_sessions s`;
+      assert.match(session1.disconnect_reason, /^stopped: /);
+      assert.equal(session1.stored, session1.event_count, "every event received is stored");
+      const [run] = await sql`select name, status from action_runs`;
+      assert.deepEqual({ ...run }, { name: "channels", status: "ok" });
+    } finally {
+      await sql.end();
+    }
+    assert.ok(!output.includes(AMI_SECRET), "the AMI secret never appears in the logs");
+    assert.ok(!output.includes(DB_PASSWORD), "the database password never appears in the logs");
+    assert.match(output, /"message":"stopped: \d+ events stored, 0 bytes left in the spool"/);
+  } finally {
+    await db.drop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the daemon keeps recording across a PBX restart and serves /healthz", async () => {
+  const db = await createTestDatabase("daemon");
+  const dir = await Deno.makeTempDir({ prefix: "dami-daemon-" });
+  await using ami = await startFakeAmi({ secret: AMI_SECRET, authFailDelayMs: 0 });
+  try {
+    const file = await writeConfig(dir, {
+      database: { url: "${DATABASE_URL}" },
+      http: { listen: "127.0.0.1:0" },
+      servers: [{
+        name: "pbx1",
+        host: "127.0.0.1",
+        port: ami.port,
+        username: "dami",
+        secret: "${AMI_SECRET}",
+        reconnect: { initialMs: 50, maxMs: 200 },
+      }],
+    });
+    const daemon = new DaemonProcess(["--config", file], {
+      AMI_SECRET,
+      DATABASE_URL: db.url,
+    });
+    const httpLine = await daemon.waitForLog(/^HTTP on /);
+    const port = Number(/:(\d+) \(/.exec(httpLine)![1]);
+    await daemon.waitForLog(/^connected to pbx1/);
+    const healthz = async () => {
+      const response = await fetch(`http://127.0.0.1:${port}/healthz`);
+      await response.body?.cancel();
+      return response.status;
+    };
+    assert.equal(await healthz(), 200);
+    await ami.restart({ downMs: 500 });
+    await daemon.waitForLog(/ended: shutdown: the PBX announced Shutdown/);
+    const deadline = Date.now() + 15_000;
+    while (daemon.records.filter((r) => /^connected to pbx1/.test(r.message)).length < 2) {
+      if (Date.now() > deadline) throw new Error("no reconnection");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(await healthz(), 200);
+    daemon.kill("SIGTERM");
+    const { code } = await daemon.finished();
+    assert.equal(code, 0);
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      const sessions = await sql`
+        select disconnect_reason from ami_sessions order by connected_at`;
+      assert.equal(sessions.length, 2);
+      assert.match(sessions[0].disconnect_reason, /^shutdown: /);
+      assert.match(sessions[1].disconnect_reason, /^stopped: /);
+    } finally {
+      await sql.end();
+    }
+  } finally {
+    await db.drop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the demo records simulated calls and says how to query them", async () => {
+  const db = await createTestDatabase("demo");
+  const dir = await Deno.makeTempDir({ prefix: "dami-demo-" });
+  try {
+    const daemon = new DaemonProcess(["--demo"], { DATABASE_URL: db.url }, dir);
+    await daemon.waitForLog(/^connected to demo/);
+    const announcement = await daemon.waitForLog(
+      /calls simulated, \d+ events and \d+ calls recorded; query them: .*deno task query calls-per-day/,
+      40_000,
+    );
+    daemon.kill("SIGINT");
+    const { code } = await daemon.finished();
+    assert.equal(code, 0);
+    assert.match(announcement, /[1-9]\d* events/);
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      const [{ events, calls }] = await sql`
+        select (select count(*)::int from ami_events) as events,
+               (select count(*)::int from calls) as calls`;
+      assert.ok(events > 10, `${events} events`);
+      assert.ok(calls >= 1, `${calls} calls`);
+      const runs = await sql`select distinct name from action_runs order by name`;
+      assert.ok(runs.some((r) => r.name === "channels"));
+    } finally {
+      await sql.end();
+    }
+  } finally {
+    await db.drop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
