@@ -19,6 +19,7 @@ import {
   compareEvents,
   compareUniqueids,
   endpointOf,
+  eventNodes,
   isChannelId,
   linksCalls,
   type ProjectionEvent,
@@ -168,11 +169,9 @@ export function foldCall(
   for (const ev of sorted) {
     sessions.add(ev.sessionId);
     const f = ev.fields;
-    for (const [key, value] of f) {
-      if (key.endsWith("linkedid") && isChannelId(value)) {
-        if (oldestLinkedid === undefined || compareUniqueids(value, oldestLinkedid) < 0) {
-          oldestLinkedid = value;
-        }
+    for (const linkedid of eventNodes(ev).linkedids) {
+      if (oldestLinkedid === undefined || compareUniqueids(linkedid, oldestLinkedid) < 0) {
+        oldestLinkedid = linkedid;
       }
     }
     const own = f.get("uniqueid");

@@ -74,11 +74,25 @@ export const ENDPOINT_EVENTS: readonly string[] = [
 /** Every event the projector reads. */
 export const PROJECTED_EVENTS: readonly string[] = [...CALL_EVENTS, ...ENDPOINT_EVENTS];
 
+/** Header names repeat millions of times: lower-case each once (bounded: keys can embed names). */
+const lowerCaseKeys = new Map<string, string>();
+
+function lowerKey(key: string): string {
+  let lower = lowerCaseKeys.get(key);
+  if (lower === undefined) {
+    if (lowerCaseKeys.size > 10_000) lowerCaseKeys.clear();
+    lower = key.toLowerCase();
+    lowerCaseKeys.set(key, lower);
+  }
+  return lower;
+}
+
 /** Builds the projector's view of a row. */
 export function toProjectionEvent(row: EventRow): ProjectionEvent {
   const fields = new Map<string, string>();
-  for (const [key, value] of Object.entries(row.fields)) {
-    const lower = key.toLowerCase();
+  for (const key in row.fields) {
+    const value = row.fields[key];
+    const lower = lowerKey(key);
     if (!fields.has(lower)) fields.set(lower, Array.isArray(value) ? value[0] ?? "" : value);
   }
   return {
@@ -156,21 +170,49 @@ export interface EventNodes {
  * parties of a transfer, a channel and the bridge it enters.
  */
 export function eventNodes(event: ProjectionEvent): EventNodes {
+  const known = nodesOf.get(event);
+  if (known !== undefined) return known;
   const channels: string[] = [];
   const linkedids: string[] = [];
   for (const [key, value] of event.fields) {
-    if (!isChannelId(value)) continue;
-    if (key.endsWith("uniqueid")) {
-      // BridgeUniqueid and the transfer events' *BridgeUniqueid name bridges, not channels.
-      if (!key.includes("bridge") && !channels.includes(value)) channels.push(value);
-    } else if (key.endsWith("linkedid")) {
-      if (!linkedids.includes(value)) linkedids.push(value);
-    }
+    const kind = keyKind(key);
+    if (kind === KeyKind.Other || !isChannelId(value)) continue;
+    const list = kind === KeyKind.Channel ? channels : linkedids;
+    if (!list.includes(value)) list.push(value);
   }
   const bridge = event.event === "BridgeEnter" && linksCalls(event)
     ? BRIDGE_NODE_PREFIX + event.fields.get("bridgeuniqueid")
     : undefined;
-  return bridge === undefined ? { channels, linkedids } : { channels, linkedids, bridge };
+  const nodes = bridge === undefined ? { channels, linkedids } : { channels, linkedids, bridge };
+  nodesOf.set(event, nodes);
+  return nodes;
+}
+
+/** An event is read for its nodes several times per batch: work them out once. */
+const nodesOf = new WeakMap<ProjectionEvent, EventNodes>();
+
+const enum KeyKind {
+  Other,
+  Channel,
+  Linkedid,
+}
+
+const keyKinds = new Map<string, KeyKind>();
+
+/** `destuniqueid` names a channel, `destlinkedid` a linkedid; `bridgeuniqueid` neither. */
+function keyKind(lowerKey: string): KeyKind {
+  let kind = keyKinds.get(lowerKey);
+  if (kind === undefined) {
+    if (keyKinds.size > 10_000) keyKinds.clear();
+    // BridgeUniqueid and the transfer events' *BridgeUniqueid name bridges, not channels.
+    kind = lowerKey.endsWith("uniqueid") && !lowerKey.includes("bridge")
+      ? KeyKind.Channel
+      : lowerKey.endsWith("linkedid")
+      ? KeyKind.Linkedid
+      : KeyKind.Other;
+    keyKinds.set(lowerKey, kind);
+  }
+  return kind;
 }
 
 /**

@@ -371,11 +371,14 @@ async function projectServerEvents(
     const nodes = [...oldNodes];
     const older = await selectEvents(
       tx,
-      sql`server = ${server} and id <= ${checkpoint}::bigint
-          and event = any(${sql.param(CALL_EVENTS)}::text[])
-          and (uniqueid = any(${sql.param(nodes)}::text[])
-            or id in (select event_id from ${projectionEventRefs}
-                      where server = ${server} and node = any(${sql.param(nodes)}::text[])))`,
+      // A union, not an OR: each side uses its index, where an OR scans the id range.
+      sql`id in (
+            select id from ami_events where uniqueid = any(${sql.param(nodes)}::text[])
+            union all
+            select event_id from ${projectionEventRefs}
+              where server = ${server} and node = any(${sql.param(nodes)}::text[]))
+          and server = ${server} and id <= ${checkpoint}::bigint
+          and event = any(${sql.param(CALL_EVENTS)}::text[])`,
     );
     for (const ev of older) {
       const n = eventNodes(ev);
