@@ -19,7 +19,7 @@
  *
  * @module
  */
-import { getTableName } from "drizzle-orm";
+import { getTableName, sql as sqlExpression } from "drizzle-orm";
 import { actionRuns, amiEvents, amiEventsRejected, amiSessions } from "../schema/mod.ts";
 import { encodeRecord, escapeNul, recordServer } from "./ingest_record.ts";
 import type { EventRecord, IngestRecord } from "./ingest_record.ts";
@@ -164,9 +164,11 @@ export class BatchWriter {
         action: escapeNul(run.action),
         actionId: nullableText(run.actionId),
         message: nullableText(run.message),
+        // As text cast to jsonb: a parameter typed jsonb would be JSON-encoded a second
+        // time by the driver and stored as a JSON string instead of an object.
         response: run.response === undefined || run.response === null
           ? null
-          : JSON.parse(escapeNul(JSON.stringify(run.response))),
+          : sqlExpression`${escapeNul(JSON.stringify(run.response))}::text::jsonb`,
       };
       const { id: _id, ...set } = row;
       query = db.insert(actionRuns).values(row).onConflictDoUpdate({ target: actionRuns.id, set });
