@@ -777,3 +777,19 @@ Deno.test("the continuous projector projects new events until stopped", async ()
     assert.ok(stats.eventsProjected >= 65);
   });
 });
+
+Deno.test("stopping the projector during a long catch-up ends it after the current batch", async () => {
+  await withStore("proj_stop", async ({ db }) => {
+    const { messages } = await loadFixtureEvents(db, "sip-calls");
+    const projector = startProjector({ db }, { batchSize: 5, intervalMs: 10 });
+    await projector.stop();
+    const [stopped] = await selectRows<{ id: number }>(
+      db,
+      sql`select last_event_id::int as id from projection_checkpoints`,
+    );
+    assert.ok(stopped.id < messages.length, `stopped at ${stopped.id} of ${messages.length}`);
+    const rest = await runProjectionsOnce({ db }, { batchSize: 5 });
+    assert.equal(rest.lastEventId, BigInt(messages.length));
+    assert.equal(await countCalls(db), 3);
+  });
+});

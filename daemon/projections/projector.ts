@@ -78,6 +78,8 @@ export interface ProjectionOptions {
    * @default {10000}
    */
   holeWaitMs?: number;
+  /** Stops the run between two batches (each batch is one transaction, never cut). */
+  signal?: AbortSignal;
 }
 
 /** What a run did. */
@@ -101,7 +103,7 @@ interface BatchResult {
 
 const log = getLogger(["dami", "projections"]);
 
-/** Projects every event after the checkpoint, batch by batch, until caught up. */
+/** Projects every event after the checkpoint, batch by batch, until caught up (or aborted). */
 export async function runProjectionsOnce(
   store: ProjectionStore,
   options: ProjectionOptions = {},
@@ -115,7 +117,7 @@ export async function runProjectionsOnce(
       progress.events += batch.events;
       progress.calls += batch.calls;
     }
-    if (batch.caughtUp) return progress;
+    if (batch.caughtUp || options.signal?.aborted) return progress;
   }
 }
 
@@ -168,7 +170,7 @@ export interface ProjectorStats {
 
 /** A running projector. */
 export interface Projector {
-  /** Stops after the current batch; resolves when stopped. */
+  /** Stops after the current batch (a long catch-up is not finished first); resolves when stopped. */
   stop(): Promise<void>;
   /** Progress and health so far. */
   stats(): ProjectorStats;
@@ -189,6 +191,8 @@ export function startProjector(store: ProjectionStore, options: ProjectorOptions
     lastError: null,
   };
   let stopping = false;
+  const abort = new AbortController();
+  const runOptions = { ...options, signal: abort.signal };
   let wake: (() => void) | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const pause = (ms: number) =>
@@ -201,7 +205,7 @@ export function startProjector(store: ProjectionStore, options: ProjectorOptions
     let failures = 0;
     while (!stopping) {
       try {
-        const progress = await runProjectionsOnce(store, options);
+        const progress = await runProjectionsOnce(store, runOptions);
         stats.lastEventId = progress.lastEventId;
         stats.eventsProjected += progress.events;
         stats.callsProjected += progress.calls;
@@ -224,6 +228,7 @@ export function startProjector(store: ProjectionStore, options: ProjectorOptions
   return {
     async stop() {
       stopping = true;
+      abort.abort();
       clearTimeout(timer);
       wake?.();
       await loop;
