@@ -149,6 +149,8 @@ export interface ServerIngestStats {
   received: number;
   /** Events in `ami_events` (written now or found already there). */
   stored: number;
+  /** Of `stored`, those read back from the spool (database outage or restart). */
+  spooled: number;
   /** Events set aside in `ami_events_rejected`. */
   rejected: number;
   /** Events dropped because the spool and the memory hold were full. */
@@ -446,7 +448,7 @@ export class Ingest {
   #serverStats(server: string): ServerIngestStats {
     let s = this.#servers.get(server);
     if (!s) {
-      s = { received: 0, stored: 0, rejected: 0, dropped: 0 };
+      s = { received: 0, stored: 0, spooled: 0, rejected: 0, dropped: 0 };
       this.#servers.set(server, s);
     }
     return s;
@@ -609,8 +611,12 @@ export class Ingest {
     for (const record of result.stored) {
       if (record.type !== "event") continue;
       this.#stored++;
-      if (fromSpool) this.#spooled++;
-      this.#serverStats(record.server).stored++;
+      const server = this.#serverStats(record.server);
+      server.stored++;
+      if (fromSpool) {
+        this.#spooled++;
+        server.spooled++;
+      }
       receivedAt.push(record.receivedAt);
     }
     for (const { record, error } of result.rejected) {

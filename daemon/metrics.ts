@@ -80,13 +80,14 @@ export class DaemonMetrics {
     new Counter({
       name: "dami_events_spooled_total",
       help:
-        "Events stored after a detour through the local spool (database slow, down, or a restart).",
+        "Events stored after a detour through the local spool (database slow, down, or a restart), per server.",
+      labelNames: ["server"],
       registers,
       collect() {
         const stats = ingest();
         if (stats === undefined) return;
         this.reset();
-        this.inc(stats.spooledEvents);
+        for (const [server, s] of Object.entries(stats.servers)) this.inc({ server }, s.spooled);
       },
     });
     new Counter({

@@ -193,7 +193,7 @@ Deno.test("/metrics exposes events, reconnects, keepalive misses, action runs an
       const pattern of [
         /dami_events_received_total\{server="pbx1"\} [1-9]/,
         /dami_events_stored_total\{server="pbx1"\} [1-9]/,
-        /dami_events_spooled_total \d+/,
+        /dami_events_spooled_total\{server="pbx1"\} \d+/,
         /dami_action_runs_total\{server="pbx1",action="peers",status="ok"\} [1-9]/,
         /dami_server_connected\{server="pbx1"\} [01]/,
         /dami_ingest_queue_depth \d+/,
