@@ -17,7 +17,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { loadConfig } from "../daemon/config.ts";
+import { loadStorageConfig } from "../daemon/config.ts";
 import { errorText, openStore, type Store } from "../daemon/store.ts";
 import { findQuery, QUERIES } from "./mod.ts";
 import { formatRows, FORMATS, type OutputFormat } from "./output.ts";
@@ -61,8 +61,9 @@ export async function openCliStore(
       ? undefined
       : await Deno.stat("dami.config.jsonc").then(() => "dami.config.jsonc", () => undefined));
   if (configFile !== undefined) {
-    const config = await loadConfig(configFile);
-    return await openStore({ url: config.database?.url, dataDir: config.dataDir });
+    // Only dataDir and database: the AMI secret need not be set to run a query.
+    const config = await loadStorageConfig(configFile);
+    return await openStore({ url: config.databaseUrl, dataDir: config.dataDir });
   }
   return await openStore({ url: env, dataDir: "./data" });
 }
