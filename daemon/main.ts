@@ -21,11 +21,11 @@ import { relative } from "node:path";
 import { parseArgs } from "node:util";
 import { actionTargets, ConfigError, type DamiConfig, loadConfig } from "./config.ts";
 import { demoConfig, SimulatedPbx } from "./demo.ts";
-import { startHttp, storeHealthOf } from "./http.ts";
+import { type HttpServer, startHttp, storeHealthOf } from "./http.ts";
 import { Ingest } from "./ingest.ts";
 import { registerSecret, setupLogging, shutdownLogging } from "./log.ts";
 import { DaemonMetrics } from "./metrics.ts";
-import { type Projector, startProjector } from "./projections/projector.ts";
+import { type Projector, runProjectionsOnce, startProjector } from "./projections/projector.ts";
 import { Scheduler } from "./scheduler.ts";
 import { handleShutdownSignals } from "./signals.ts";
 import { selectRows } from "../queries/db.ts";
@@ -135,12 +135,29 @@ export async function main(args: string[]): Promise<number> {
     })
   ));
   const storeHealth = storeHealthOf(store, ingest);
-  const http = startHttp({
-    listen: config.http.listen,
-    servers: supervisors,
-    storeHealth,
-    metrics,
-  });
+  let http: HttpServer;
+  try {
+    http = startHttp({ listen: config.http.listen, servers: supervisors, storeHealth, metrics });
+  } catch (error) {
+    if (pbx !== undefined && error instanceof Deno.errors.AddrInUse) {
+      // The demo must just work: another program has the port, take any free one.
+      log.warning("{listen} is in use; the demo serves HTTP on a free port instead", {
+        listen: config.http.listen,
+      });
+      const host = config.http.listen.slice(0, config.http.listen.lastIndexOf(":"));
+      http = startHttp({ listen: `${host}:0`, servers: supervisors, storeHealth, metrics });
+    } else {
+      log.fatal("cannot serve HTTP on {listen}: {message}", {
+        listen: config.http.listen,
+        message: (error as Error).message,
+      });
+      await ingest.close();
+      await store.close();
+      await pbx?.close();
+      await shutdownLogging();
+      return 1;
+    }
+  }
   const scheduler = new Scheduler();
   for (const supervisor of supervisors) supervisor.start();
   scheduler.start(config.actions, supervisors);
@@ -170,6 +187,9 @@ export async function main(args: string[]): Promise<number> {
       step("HTTP closed", () => http.close()),
     ]);
     await step("ingest flushed", () => ingest.close({ timeoutMs: 5000 }));
+    // The last events are in the database: project them too, so that queries run after
+    // the stop are current (bounded; whatever is left is projected at the next start).
+    await step("projections caught up", () => within(runProjectionsOnce(store), 1500));
     await step("store closed", () => store.close());
     await pbx?.close();
     const report = ingest.stats();
@@ -236,9 +256,7 @@ function announceDemo(
       recorded,
       hint,
     });
-    if (latest.length > 0) {
-      log.info("demo: latest calls:\n  {calls}", { calls: latest.join("\n  ") });
-    }
+    for (const call of latest.reverse()) log.info("demo: call {call}", { call });
   }, 20_000);
 }
 
@@ -252,10 +270,18 @@ function queryArguments(store: Store, config: DamiConfig, configFile: string | u
   return ""; // DATABASE_URL, which the query CLI reads too.
 }
 
-/** Waits for `promise`, at most `ms`. */
+/**
+ * Waits for `promise`, at most `ms`. Work still running after that is abandoned: its
+ * late failure (the store closing under it) is ignored rather than crashing the exit.
+ */
 function within(promise: Promise<unknown>, ms: number): Promise<unknown> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
+  const settled = promise.catch((error) => {
+    getLogger(["dami", "main"]).warn("shutdown step failed: {message}", {
+      message: (error as Error).message,
+    });
+  });
+  return Promise.race([settled, new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
     .finally(() => clearTimeout(timer));
 }
 
