@@ -101,18 +101,40 @@ export async function runProjectionsBench(
         }`,
       );
     };
+    // Each run must give the same tables: a digest of every projection table after each.
+    const digest = async () => {
+      const [row] = await selectRows<{ d: string }>(
+        store.db,
+        sql`select md5(
+          (select coalesce(string_agg(t::text, '|' order by server, call_id), '') from calls t) ||
+          (select coalesce(string_agg(t::text, '|' order by server, uniqueid), '') from call_legs t) ||
+          (select coalesce(string_agg(t::text, '|' order by server, uniqueid, queue, joined_at), '')
+            from queue_calls t) ||
+          (select coalesce(string_agg(t::text, '|' order by server, uniqueid), '') from queue_attempts t) ||
+          (select coalesce(string_agg(t::text, '|' order by event_id, endpoint), '') from endpoint_status t)
+        ) as d`,
+      );
+      return row.d;
+    };
+    const digests: string[] = [];
     await measure(
       "projection, catch-up from empty (batch 20000)",
       () => runProjectionsOnce(store),
       summary.events,
     );
+    digests.push(await digest());
     await measure("rebuild-projections", () => rebuildProjections(store), summary.events);
+    digests.push(await digest());
     // The continuous daemon projects what arrived since its last run: small batches.
     await measure(
       "projection, small batches (rebuild with batch 2000)",
       () => rebuildProjections(store, { batchSize: 2000 }),
       summary.events,
     );
+    digests.push(await digest());
+    const identical = digests.every((d) => d === digests[0]);
+    log(`tables identical after all three runs: ${identical}`);
+    if (!identical) throw new Error(`projection runs differ: ${digests.join(", ")}`);
     await store.db.execute(sql`analyze`);
     const [count] = await selectRows<{ n: number }>(
       store.db,
