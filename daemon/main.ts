@@ -74,13 +74,26 @@ export async function main(args: string[]): Promise<number> {
 
   let pbx: SimulatedPbx | undefined;
   let config: DamiConfig;
+  const caCerts = new Map<string, string[]>();
   try {
+    const file = options.config ?? "dami.config.jsonc";
     if (options.demo) {
       pbx = await SimulatedPbx.start();
-      const base = options.config === undefined ? undefined : await loadConfig(options.config);
+      const base = options.config === undefined ? undefined : await loadConfig(file);
       config = demoConfig(pbx, base);
     } else {
-      config = await loadConfig(options.config ?? "dami.config.jsonc");
+      config = await loadConfig(file);
+    }
+    for (const [i, server] of config.servers.entries()) {
+      if (server.caFile === undefined) continue;
+      try {
+        caCerts.set(server.name, [await Deno.readTextFile(server.caFile)]);
+      } catch (error) {
+        throw new ConfigError(file, [{
+          path: `servers[${i}].caFile`,
+          message: `cannot read ${server.caFile}: ${(error as Error).message}`,
+        }]);
+      }
     }
   } catch (error) {
     await pbx?.close();
@@ -123,7 +136,7 @@ export async function main(args: string[]): Promise<number> {
   });
   metrics.watchIngest(() => ingest.stats());
 
-  const supervisors = await Promise.all(config.servers.map(async (server) =>
+  const supervisors = config.servers.map((server) =>
     new Supervisor({
       server,
       recorder: ingest,
@@ -131,9 +144,9 @@ export async function main(args: string[]): Promise<number> {
         a.onConnect && actionTargets(a, config).includes(server.name)
       ),
       metrics,
-      caCerts: server.caFile === undefined ? undefined : [await Deno.readTextFile(server.caFile)],
+      caCerts: caCerts.get(server.name),
     })
-  ));
+  );
   const storeHealth = storeHealthOf(store, ingest);
   let http: HttpServer;
   try {
