@@ -133,6 +133,9 @@ export interface FakeAmiOptions {
   /** Close a session whose write to the client takes longer than this (0: never).
    * @default {0} */
   writeTimeoutMs?: number;
+  /** Keep every received action in `session.actions` (turn off for floods of millions).
+   * @default {true} */
+  recordActions?: boolean;
   /** Delay between an async Originate's response and its `OriginateResponse`.
    * @default {5} */
   originateDelayMs?: number;
@@ -242,29 +245,39 @@ function pairsOf(fields: AmiFields | undefined): Array<readonly [string, string]
   return pairs;
 }
 
-function makeAction(headers: Array<[string, string]>, raw: Uint8Array): FakeAction {
-  const get = (key: string) => {
+class ReceivedAction implements FakeAction {
+  readonly name: string;
+  readonly actionId: string | undefined;
+  readonly headers: Array<[string, string]>;
+  readonly raw: Uint8Array;
+
+  constructor(headers: Array<[string, string]>, raw: Uint8Array) {
+    this.headers = headers;
+    this.raw = raw;
+    this.name = this.get("Action") ?? "";
+    this.actionId = this.get("ActionID");
+  }
+
+  get(key: string): string | undefined {
     const wanted = key.toLowerCase();
-    return headers.find(([k]) => k.toLowerCase() === wanted)?.[1];
-  };
-  const actionId = get("ActionID");
-  const idPair: Array<readonly [string, string]> = actionId === undefined
-    ? []
-    : [["ActionID", actionId]];
-  return {
-    name: get("Action") ?? "",
-    actionId,
-    headers,
-    raw,
-    get,
-    getAll: (key) => {
-      const wanted = key.toLowerCase();
-      return headers.filter(([k]) => k.toLowerCase() === wanted).map(([, v]) => v);
-    },
-    respond: (response, fields) =>
-      formatAmiMessage([["Response", response], ...idPair, ...pairsOf(fields)]),
-    event: (name, fields) => formatAmiMessage([["Event", name], ...idPair, ...pairsOf(fields)]),
-  };
+    for (const [k, v] of this.headers) if (k.toLowerCase() === wanted) return v;
+    return undefined;
+  }
+
+  getAll(key: string): string[] {
+    const wanted = key.toLowerCase();
+    return this.headers.filter(([k]) => k.toLowerCase() === wanted).map(([, v]) => v);
+  }
+
+  respond(response: string, fields?: AmiFields): string {
+    const id = this.actionId === undefined ? "" : `ActionID: ${this.actionId}\r\n`;
+    return `Response: ${response}\r\n${id}` + formatAmiMessage(pairsOf(fields));
+  }
+
+  event(name: string, fields?: AmiFields): string {
+    const id = this.actionId === undefined ? "" : `ActionID: ${this.actionId}\r\n`;
+    return `Event: ${name}\r\n${id}` + formatAmiMessage(pairsOf(fields));
+  }
 }
 
 /** Splits the client's bytes into actions (blank-line framed; bare LF accepted, as Asterisk does). */
@@ -272,27 +285,36 @@ class ActionReader {
   #pending = new Uint8Array(0);
 
   push(chunk: Uint8Array): FakeAction[] {
-    const data = new Uint8Array(this.#pending.length + chunk.length);
-    data.set(this.#pending);
-    data.set(chunk, this.#pending.length);
+    let data = chunk;
+    if (this.#pending.length > 0) {
+      data = new Uint8Array(this.#pending.length + chunk.length);
+      data.set(this.#pending);
+      data.set(chunk, this.#pending.length);
+    }
     const actions: FakeAction[] = [];
     let messageStart = 0;
     let lineStart = 0;
-    let headers: Array<[string, string]> = [];
-    for (let i = 0; i < data.length; i++) {
-      if (data[i] !== 10) continue;
-      const lineEnd = i > lineStart && data[i - 1] === 13 ? i - 1 : i;
-      const line = decoder.decode(data.subarray(lineStart, lineEnd));
+    for (let i = data.indexOf(10); i !== -1; i = data.indexOf(10, i + 1)) {
+      const blankStart = lineStart;
+      const blank = i === lineStart || (i === lineStart + 1 && data[lineStart] === 13);
       lineStart = i + 1;
-      if (line.length === 0) {
-        if (headers.length > 0) actions.push(makeAction(headers, data.slice(messageStart, i + 1)));
-        headers = [];
-        messageStart = i + 1;
-        continue;
+      if (!blank) continue;
+      if (blankStart > messageStart) {
+        const raw = data.slice(messageStart, i + 1);
+        const headers: Array<[string, string]> = [];
+        for (const line of decoder.decode(raw).split("\n")) {
+          const text = line.endsWith("\r") ? line.slice(0, -1) : line;
+          if (text === "") continue;
+          const colon = text.indexOf(":");
+          if (colon === -1) headers.push([text, ""]);
+          else {
+            const value = text.charCodeAt(colon + 1) === 32 ? colon + 2 : colon + 1;
+            headers.push([text.slice(0, colon), text.slice(value)]);
+          }
+        }
+        if (headers.length > 0) actions.push(new ReceivedAction(headers, raw));
       }
-      const colon = line.indexOf(":");
-      if (colon === -1) headers.push([line, ""]);
-      else headers.push([line.slice(0, colon), line.slice(colon + 1).replace(/^ /, "")]);
+      messageStart = i + 1;
     }
     this.#pending = data.slice(messageStart);
     return actions;
@@ -368,8 +390,10 @@ let recordedCli: Map<string, string[]> | undefined;
 export class FakeAmiSession {
   /** Ordinal of this connection on its server, from 0. */
   readonly id: number;
-  /** Every action received, in order. */
+  /** Every action received, in order (unless the server's `recordActions` is false). */
   readonly actions: FakeAction[] = [];
+  /** Actions received so far. */
+  actionCount = 0;
   /** True once Login succeeded. */
   loggedIn = false;
   /** The user that logged in. */
@@ -580,8 +604,11 @@ export class FakeAmiSession {
   }
 
   #record(action: FakeAction): void {
-    this.actions.push(action);
-    this.#actionWaiters = this.#actionWaiters.filter((waiter) => !waiter(action));
+    this.actionCount++;
+    if (this.#server.recordActions) this.actions.push(action);
+    if (this.#actionWaiters.length > 0) {
+      this.#actionWaiters = this.#actionWaiters.filter((waiter) => !waiter(action));
+    }
   }
 
   async #writeAll(bytes: Uint8Array, unchunked = false): Promise<void> {
@@ -675,6 +702,7 @@ class FakeAmiServer implements FakeAmi {
   readonly banner: string;
   readonly sessions: FakeAmiSession[] = [];
   writeTimeoutMs: number;
+  readonly recordActions: boolean;
   #options: FakeAmiOptions;
   #listener: Deno.Listener | undefined;
   #acceptLoop: Promise<void> = Promise.resolve();
@@ -692,6 +720,7 @@ class FakeAmiServer implements FakeAmi {
     this.port = options.port ?? 0;
     this.banner = options.banner ?? "Asterisk Call Manager/9.0.0";
     this.writeTimeoutMs = options.writeTimeoutMs ?? 0;
+    this.recordActions = options.recordActions ?? true;
     this.#pingMode = options.pingMode ?? "pong";
     this.#chunking = options.chunking ?? { mode: "whole" };
   }
