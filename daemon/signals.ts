@@ -1,7 +1,10 @@
 /**
  * SIGTERM and SIGINT: one orderly shutdown (stop schedules, Logoff each server, flush
  * the ingest pipeline), then exit 0; a hard deadline so systemd or docker never has to
- * SIGKILL us. A second signal exits at once.
+ * SIGKILL us. A second signal at least {@linkcode REPEAT_SIGNAL_MS} after the first exits at
+ * once; one sooner is the same stop delivered twice (`deno task` forwards the signal that
+ * the process group also received, systemd signals the whole cgroup) and is ignored, so
+ * the flush still happens.
  *
  * @module
  */
@@ -9,6 +12,9 @@ import { getLogger } from "@logtape/logtape";
 
 /** Time allowed for the orderly shutdown; systemd's and docker's default stop timeouts are 90 s and 10 s. */
 export const SHUTDOWN_DEADLINE_MS = 9_000;
+
+/** A repeated signal sooner than this after the first is a duplicate delivery, not an insistence. */
+export const REPEAT_SIGNAL_MS = 1_000;
 
 /** Options of {@linkcode handleShutdownSignals}. */
 export interface ShutdownSignalOptions {
@@ -31,14 +37,15 @@ export function handleShutdownSignals(
   const log = getLogger(["dami", "signals"]);
   const deadlineMs = options.deadlineMs ?? SHUTDOWN_DEADLINE_MS;
   const exit = options.exit ?? ((code: number) => Deno.exit(code));
-  let stopping = false;
+  let stoppingSince: number | undefined;
   const handler = (signal: Deno.Signal) => {
-    if (stopping) {
+    if (stoppingSince !== undefined) {
+      if (Date.now() - stoppingSince < REPEAT_SIGNAL_MS) return;
       log.warn("{signal} again: exiting now", { signal });
       exit(1);
       return;
     }
-    stopping = true;
+    stoppingSince = Date.now();
     log.info("{signal}: shutting down", { signal });
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<"deadline">((resolve) => {
