@@ -18,7 +18,14 @@ ami.on("eventAny", () => {
   if (++events === count) {
     const ms = performance.now() - started;
     const hwm = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync("/proc/self/status", "utf8"));
-    console.log(JSON.stringify({ client: "asterisk.io 0.1.1 (node)", events, ms, peakRssMb: Number(hwm[1]) / 1024 }));
+    console.log(
+      JSON.stringify({
+        client: "asterisk.io 0.1.1 (node)",
+        events,
+        ms,
+        peakRssMb: Number(hwm[1]) / 1024,
+      }),
+    );
     process.exit(0);
   }
 });
