@@ -380,8 +380,12 @@ export class DAMI {
     for (const [key, value] of Object.entries(data)) {
       if (key.toLowerCase() === "actionid" && value !== undefined) actionId = String(value);
     }
-    if (actionId === undefined) actionId = this.#idPrefix + (++this.#idCounter).toString(36);
-    else if (this.#pending.has(actionId)) {
+    if (actionId === undefined) {
+      // Skip ids a caller chose themselves that happen to equal a generated one.
+      do actionId = this.#idPrefix + (++this.#idCounter).toString(36); while (
+        this.#pending.has(actionId)
+      );
+    } else if (this.#pending.has(actionId)) {
       return Promise.reject(
         new DAMIInvalidInputError(`ActionID "${actionId}" is already in use by a pending action`),
       );

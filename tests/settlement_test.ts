@@ -92,6 +92,24 @@ Deno.test("edge 18: 10,000 actions sent in one burst get unique ActionIDs and al
   other.close();
 });
 
+Deno.test("edge 18: a generated ActionID skips one a caller chose that is still pending", async () => {
+  await using server = await scriptedServer();
+  const dami = await login(server);
+  const { actionId } = await dami.toMessages("Ping");
+  const prefix = actionId.slice(0, actionId.lastIndexOf("-") + 1);
+  const next = Number.parseInt(actionId.slice(prefix.length), 36) + 1;
+  const taken = prefix + next.toString(36);
+  const hushed = dami.toMessages("Hush", { ActionID: taken }, { timeoutMs: 300 });
+  const pinged = await dami.toMessages("Ping");
+  assert.notEqual(pinged.actionId, taken);
+  await assert.rejects(
+    hushed,
+    (error: unknown) => error instanceof DAMIError && error.code === "timeout",
+  );
+  assert.equal(dami.pendingActions, 0);
+  dami.close();
+});
+
 Deno.test("edge 18: a user ActionID already pending is refused with code invalid and not sent", async () => {
   await using server = await scriptedServer();
   const dami = await login(server);
