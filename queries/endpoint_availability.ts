@@ -73,7 +73,7 @@ export async function endpointAvailability(
             as up_pct,
           coalesce(sum(seconds) filter (where state in ('reachable', 'lagged')), 0)::int as up_s,
           coalesce(sum(seconds) filter (where state = 'unreachable'), 0)::int as down_s,
-          count(distinct t) filter (where t_day = day)::int as samples
+          count(*) filter (where t_day = day)::int as samples
         from per_day where seconds > 0
         group by day, endpoint order by day, endpoint`,
   );

@@ -160,7 +160,8 @@ export const endpointStatus = pgTable("endpoint_status", {
   eventId: bigint("event_id", { mode: "bigint" }).notNull(),
 }, (t) => [
   primaryKey({ columns: [t.eventId, t.endpoint] }),
-  index("endpoint_status_endpoint_observed_idx").on(t.endpoint, t.observedAt),
+  // In the order the availability and outage queries walk each endpoint's samples.
+  index("endpoint_status_endpoint_observed_idx").on(t.server, t.endpoint, t.observedAt, t.eventId),
   index("endpoint_status_observed_idx").on(t.observedAt),
 ]);
 
