@@ -21,7 +21,13 @@
  */
 import { getTableName, sql as sqlExpression } from "drizzle-orm";
 import { actionRuns, amiEvents, amiEventsRejected, amiSessions } from "../schema/mod.ts";
-import { encodeRecord, escapeNul, recordServer } from "./ingest_record.ts";
+import {
+  encodeRecord,
+  escapeNul,
+  EVENT_COLUMNS,
+  eventRowValues,
+  recordServer,
+} from "./ingest_record.ts";
 import type { EventRecord, IngestRecord } from "./ingest_record.ts";
 import { errorText, isTransientError, type Store, type StoreTransaction } from "./store.ts";
 
@@ -44,20 +50,7 @@ export interface WriteResult {
 }
 
 const EVENTS = getTableName(amiEvents);
-const EVENT_COLUMNS = [
-  amiEvents.server,
-  amiEvents.sessionId,
-  amiEvents.seq,
-  amiEvents.receivedAt,
-  amiEvents.event,
-  amiEvents.uniqueid,
-  amiEvents.linkedid,
-  amiEvents.channel,
-  amiEvents.actionId,
-  amiEvents.fields,
-  amiEvents.rawB64,
-  amiEvents.escaped,
-].map((c) => c.name).join(", ");
+const COLUMNS = EVENT_COLUMNS.join(", ");
 const STAGING = "ami_events_staging";
 const EVENT_KEY = `${amiEvents.sessionId.name}, ${amiEvents.seq.name}`;
 /** Rows per multi-row INSERT: 12 parameters each, PostgreSQL allows 65535. */
@@ -114,7 +107,7 @@ export class BatchWriter {
       if (events.length === 0) return;
       if (this.#strategy === "insert") await insertEvents(tx, events);
       else if (mayConflict) await copyEventsIdempotently(tx, events);
-      else await tx.copyFrom(`${EVENTS} (${EVENT_COLUMNS})`, copyText(events, false));
+      else await tx.copyFrom(`${EVENTS} (${COLUMNS})`, events.map((e) => e.row).join("\n") + "\n");
     });
   }
 
@@ -178,20 +171,22 @@ export class BatchWriter {
   }
 
   async #reject(record: IngestRecord, error: unknown): Promise<WriteResult> {
-    const message = escapeNul(errorText(error));
-    const event = record.type === "event" ? record : undefined;
+    const values = record.type === "event" ? eventRowValues(record.row) : undefined;
+    const seq = Number(values?.seq);
     const row = {
       kind: record.type,
       server: escapeNul(recordServer(record)),
       sessionId: record.type === "event"
-        ? record.sessionId
+        ? values!.session_id
         : record.type === "action_run"
         ? record.run.sessionId ?? null
         : record.session.id,
-      seq: event && Number.isSafeInteger(event.seq) ? event.seq : null,
-      error: message,
+      seq: values && Number.isSafeInteger(seq) ? seq : null,
+      error: escapeNul(errorText(error)),
       // JSON escapes U+0000, so the payload is always storable.
-      payload: encodeRecord(record),
+      payload: values
+        ? JSON.stringify({ ...values, fields: parsedOrText(values.fields) })
+        : encodeRecord(record),
     };
     const { sql, params } = this.#store.db.insert(amiEventsRejected).values(row)
       .onConflictDoUpdate({
@@ -199,7 +194,15 @@ export class BatchWriter {
         set: { error: row.error, payload: row.payload },
       }).toSQL();
     await this.#store.writeTransaction((tx) => tx.query(sql, params));
-    return { stored: [], rejected: [{ record, error: message }] };
+    return { stored: [], rejected: [{ record, error: row.error }] };
+  }
+}
+
+function parsedOrText(json: string | null): unknown {
+  try {
+    return json === null ? null : JSON.parse(json);
+  } catch {
+    return json;
   }
 }
 
@@ -216,89 +219,32 @@ async function copyEventsIdempotently(tx: StoreTransaction, events: EventRecord[
   // Temporary: private to this connection; no constraints, so every row gets to the INSERT.
   await tx.query(
     `CREATE TEMP TABLE IF NOT EXISTS ${STAGING} ON COMMIT DELETE ROWS AS
-     SELECT 0 AS ord, ${EVENT_COLUMNS} FROM ${EVENTS} WITH NO DATA`,
+     SELECT 0 AS ord, ${COLUMNS} FROM ${EVENTS} WITH NO DATA`,
   );
-  await tx.copyFrom(`${STAGING} (ord, ${EVENT_COLUMNS})`, copyText(events, true));
+  await tx.copyFrom(
+    `${STAGING} (ord, ${COLUMNS})`,
+    events.map((e, i) => `${i}\t${e.row}`).join("\n") + "\n",
+  );
   await tx.query(
-    `INSERT INTO ${EVENTS} (${EVENT_COLUMNS})
-     SELECT ${EVENT_COLUMNS} FROM ${STAGING} ORDER BY ord
+    `INSERT INTO ${EVENTS} (${COLUMNS})
+     SELECT ${COLUMNS} FROM ${STAGING} ORDER BY ord
      ON CONFLICT (${EVENT_KEY}) DO NOTHING`,
   );
 }
 
 async function insertEvents(tx: StoreTransaction, events: EventRecord[]): Promise<void> {
+  const width = EVENT_COLUMNS.length;
   for (let from = 0; from < events.length; from += INSERT_ROWS) {
     const rows = events.slice(from, from + INSERT_ROWS);
     const params: unknown[] = [];
-    const tuples: string[] = [];
-    for (const r of rows) {
-      const n = params.length;
-      tuples.push(
-        `($${n + 1},$${n + 2},$${n + 3},$${n + 4},$${n + 5},$${n + 6},$${n + 7},$${n + 8},$${
-          n + 9
-        },$${n + 10},$${n + 11},$${n + 12})`,
-      );
-      params.push(
-        r.server,
-        r.sessionId,
-        String(r.seq),
-        timestampText(r.receivedAt),
-        r.event,
-        r.uniqueid,
-        r.linkedid,
-        r.channel,
-        r.actionId,
-        r.fields,
-        r.rawB64,
-        r.escaped,
-      );
-    }
+    const tuples = rows.map((r, i) => {
+      params.push(...Object.values(eventRowValues(r.row)));
+      return `(${Array.from({ length: width }, (_, j) => `$${i * width + j + 1}`).join(",")})`;
+    });
     await tx.query(
-      `INSERT INTO ${EVENTS} (${EVENT_COLUMNS}) VALUES ${tuples.join(",")}
+      `INSERT INTO ${EVENTS} (${COLUMNS}) VALUES ${tuples.join(",")}
        ON CONFLICT (${EVENT_KEY}) DO NOTHING`,
       params,
     );
   }
-}
-
-/** The events as COPY text rows, optionally led by their ordinal. */
-function copyText(events: readonly EventRecord[], withOrdinal: boolean): string {
-  let text = "";
-  for (let i = 0; i < events.length; i++) {
-    const r = events[i];
-    if (withOrdinal) text += `${i}\t`;
-    text += `${copyValue(r.server)}\t${copyValue(r.sessionId)}\t${r.seq}\t${
-      timestampText(r.receivedAt)
-    }\t${copyValue(r.event)}\t${copyNullable(r.uniqueid)}\t${copyNullable(r.linkedid)}\t${
-      copyNullable(r.channel)
-    }\t${copyNullable(r.actionId)}\t${copyValue(r.fields)}\t${copyNullable(r.rawB64)}\t${
-      r.escaped ? "t" : "f"
-    }\n`;
-  }
-  return text;
-}
-
-const COPY_SPECIAL = /[\\\t\n\r]/;
-const COPY_SPECIAL_ALL = /[\\\t\n\r]/g;
-const COPY_ESCAPES: Record<string, string> = {
-  "\\": "\\\\",
-  "\t": "\\t",
-  "\n": "\\n",
-  "\r": "\\r",
-};
-
-function copyValue(value: string): string {
-  return COPY_SPECIAL.test(value) ? value.replace(COPY_SPECIAL_ALL, (c) => COPY_ESCAPES[c]) : value;
-}
-
-function copyNullable(value: string | null): string {
-  return value === null ? "\\N" : copyValue(value);
-}
-
-/**
- * ISO 8601 for a valid epoch-milliseconds value; anything else verbatim, so PostgreSQL
- * rejects the row (and it is set aside) instead of JavaScript throwing.
- */
-function timestampText(ms: number): string {
-  return Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : String(ms);
 }

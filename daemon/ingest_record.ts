@@ -6,7 +6,7 @@
  * @module
  */
 import { type AmiMessage, headersToFields } from "../dami/message.ts";
-import type { actionRuns } from "../schema/mod.ts";
+import { type actionRuns, amiEvents } from "../schema/mod.ts";
 
 /** A session (TCP connection) began: becomes an `ami_sessions` row. */
 export interface SessionStart {
@@ -35,24 +35,20 @@ export type ActionRun = typeof actionRuns.$inferInsert & { status: ActionRunStat
 /** Outcome of an action run. */
 export type ActionRunStatus = "ok" | "error" | "timeout" | "not_connected";
 
-/** One `ami_events` row. */
+/**
+ * One `ami_events` row, already in the form COPY takes it: built once when the event
+ * arrives, it is the spool line, the COPY input and (parsed back) the INSERT values.
+ */
 export interface EventRecord {
   readonly type: "event";
   readonly server: string;
-  readonly sessionId: string;
-  readonly seq: number;
   /** Milliseconds since the epoch. */
   readonly receivedAt: number;
-  readonly event: string;
-  readonly uniqueid: string | null;
-  readonly linkedid: string | null;
-  readonly channel: string | null;
-  readonly actionId: string | null;
-  /** The `fields` JSON text (`headersToFields` of the headers, U+0000 escaped). */
-  readonly fields: string;
-  readonly rawB64: string | null;
-  /** A value contained U+0000, stored as the six characters `\u0000`. */
-  readonly escaped: boolean;
+  /**
+   * The row in PostgreSQL COPY text format: the values of {@linkcode EVENT_COLUMNS},
+   * tab-separated, escaped, `\N` for NULL, without the final newline.
+   */
+  readonly row: string;
 }
 
 /** A session start. */
@@ -85,43 +81,99 @@ export function escapeNul(s: string): string {
   return s.includes(NUL) ? s.replaceAll(NUL, NUL_ESCAPED) : s;
 }
 
-/** The value of the first header named `key` (ASCII case-insensitive), or null. */
-function firstHeader(headers: AmiMessage["headers"], key: string): string | null {
-  for (const [k, v] of headers) {
-    if (k.length === key.length && k.toLowerCase() === key) return v;
-  }
-  return null;
-}
+/** The `ami_events` columns of {@linkcode EventRecord.row}, in order. */
+export const EVENT_COLUMNS: readonly string[] = [
+  amiEvents.server,
+  amiEvents.sessionId,
+  amiEvents.seq,
+  amiEvents.receivedAt,
+  amiEvents.event,
+  amiEvents.uniqueid,
+  amiEvents.linkedid,
+  amiEvents.channel,
+  amiEvents.actionId,
+  amiEvents.fields,
+  amiEvents.rawB64,
+  amiEvents.escaped,
+].map((c) => c.name);
 
 /**
- * The `ami_events` row for an event message: `Event`, `Uniqueid`/`UniqueID`, `Linkedid`,
- * `Channel` and `ActionID` extracted (case-insensitive), every header in `fields`.
+ * The `ami_events` row of an event message: `Event`, `Uniqueid`/`UniqueID`, `Linkedid`,
+ * `Channel` and `ActionID` extracted (first occurrence, case-insensitive), every
+ * header in `fields`, U+0000 escaped (and the row flagged) since PostgreSQL refuses it.
  */
 export function eventRecord(server: string, sessionId: string, msg: AmiMessage): EventRecord {
   let headers = msg.headers;
   let escaped = server.includes(NUL) || sessionId.includes(NUL);
-  for (const [k, v] of headers) {
-    if (k.includes(NUL) || v.includes(NUL)) {
-      escaped = true;
-      break;
-    }
+  for (let i = 0; i < headers.length && !escaped; i++) {
+    escaped = headers[i][0].includes(NUL) || headers[i][1].includes(NUL);
   }
   if (escaped) headers = headers.map(([k, v]) => [escapeNul(k), escapeNul(v)] as const);
-  return {
-    type: "event",
-    server: escaped ? escapeNul(server) : server,
-    sessionId: escaped ? escapeNul(sessionId) : sessionId,
-    seq: msg.seq,
-    receivedAt: msg.receivedAt,
-    event: firstHeader(headers, "event") ?? "",
-    uniqueid: firstHeader(headers, "uniqueid"),
-    linkedid: firstHeader(headers, "linkedid"),
-    channel: firstHeader(headers, "channel"),
-    actionId: firstHeader(headers, "actionid"),
-    fields: fieldsJson(headers),
-    rawB64: msg.rawBytes ? base64(msg.rawBytes) : null,
-    escaped,
-  };
+  let event: string | null = null;
+  let uniqueid: string | null = null;
+  let linkedid: string | null = null;
+  let channel: string | null = null;
+  let actionId: string | null = null;
+  for (const [k, v] of headers) {
+    // Compare lengths first: lowercasing every key of every event is the costly part.
+    if (k.length === 5) {
+      if (event === null && k.toLowerCase() === "event") event = v;
+    } else if (k.length === 7) {
+      if (channel === null && k.toLowerCase() === "channel") channel = v;
+    } else if (k.length === 8) {
+      const lower = k.toLowerCase();
+      if (lower === "uniqueid") uniqueid ??= v;
+      else if (lower === "linkedid") linkedid ??= v;
+      else if (lower === "actionid") actionId ??= v;
+    }
+  }
+  const row = `${copyValue(escapeNul(server))}\t${copyValue(escapeNul(sessionId))}\t${msg.seq}\t${
+    timestampText(msg.receivedAt)
+  }\t${copyValue(event ?? "")}\t${copyNullable(uniqueid)}\t${copyNullable(linkedid)}\t${
+    copyNullable(channel)
+  }\t${copyNullable(actionId)}\t${copyValue(fieldsJson(headers))}\t${
+    msg.rawBytes ? base64(msg.rawBytes) : "\\N"
+  }\t${escaped ? "t" : "f"}`;
+  return { type: "event", server, receivedAt: msg.receivedAt, row };
+}
+
+/**
+ * ISO 8601 for a valid epoch-milliseconds value; anything else verbatim, so PostgreSQL
+ * rejects the row (and it is set aside) instead of JavaScript throwing.
+ */
+function timestampText(ms: number): string {
+  return Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : String(ms);
+}
+
+const COPY_SPECIAL = /[\\\t\n\r]/;
+const COPY_SPECIAL_ALL = /[\\\t\n\r]/g;
+const COPY_ESCAPES: Record<string, string> = {
+  "\\": "\\\\",
+  "\t": "\\t",
+  "\n": "\\n",
+  "\r": "\\r",
+};
+
+/** A value in COPY text format: backslash, tab, newline and carriage return escaped. */
+function copyValue(value: string): string {
+  return COPY_SPECIAL.test(value) ? value.replace(COPY_SPECIAL_ALL, (c) => COPY_ESCAPES[c]) : value;
+}
+
+function copyNullable(value: string | null): string {
+  return value === null ? "\\N" : copyValue(value);
+}
+
+const COPY_UNESCAPES: Record<string, string> = { t: "\t", n: "\n", r: "\r", "\\": "\\" };
+
+/** The values of an {@linkcode EventRecord.row}, keyed by column name, NULL as null. */
+export function eventRowValues(row: string): Record<string, string | null> {
+  const values: Record<string, string | null> = {};
+  row.split("\t").forEach((text, i) => {
+    values[EVENT_COLUMNS[i] ?? `column${i + 1}`] = text === "\\N"
+      ? null
+      : text.replace(/\\(.)/g, (_, c: string) => COPY_UNESCAPES[c] ?? c);
+  });
+  return values;
 }
 
 /** Characters JSON must escape (and lone surrogates, which it writes as `\udxxx`). */
@@ -160,34 +212,24 @@ function base64(bytes: Uint8Array): string {
   return btoa(binary);
 }
 
+/** Tag of an event line in the spool; the number changes if the row's columns do. */
+const EVENT_LINE = "e1\t";
+
 /**
- * The record as one line of JSON (no newline inside), for the spool. An event is an
- * array `["e", server, sessionId, seq, receivedAt, event, uniqueid, linkedid, channel,
- * actionId, rawB64, escaped, fields]` with `fields` as a JSON string; other records
- * are objects `{"t": type, ...}` with dates as epoch milliseconds.
+ * The record as one line for the spool: an event is `e1<TAB>` and its COPY row (see
+ * {@linkcode EventRecord.row}); any other record is a JSON object `{"t": type, ...}`
+ * with dates as epoch milliseconds.
  */
 export function encodeRecord(record: IngestRecord): string {
   switch (record.type) {
-    case "event": {
-      const r = record;
-      return `["e",${jsonString(r.server)},${jsonString(r.sessionId)},${JSON.stringify(r.seq)},${
-        JSON.stringify(r.receivedAt)
-      },${jsonString(r.event)},${nullableJson(r.uniqueid)},${nullableJson(r.linkedid)},${
-        nullableJson(r.channel)
-      },${nullableJson(r.actionId)},${nullableJson(r.rawB64)},${r.escaped},${
-        JSON.stringify(r.fields)
-      }]`;
-    }
+    case "event":
+      return EVENT_LINE + record.row;
     case "session_start":
     case "session_end":
       return JSON.stringify({ t: record.type, ...record.session }, dateAsMs);
     case "action_run":
       return JSON.stringify({ t: record.type, ...record.run }, dateAsMs);
   }
-}
-
-function nullableJson(s: string | null): string {
-  return s === null ? "null" : jsonString(s);
 }
 
 function dateAsMs(this: Record<string, unknown>, key: string, value: unknown): unknown {
@@ -197,24 +239,17 @@ function dateAsMs(this: Record<string, unknown>, key: string, value: unknown): u
 
 /** Parses a line written by {@linkcode encodeRecord}; throws on anything else. */
 export function decodeRecord(line: string): IngestRecord {
-  const v = JSON.parse(line);
-  if (Array.isArray(v) && v[0] === "e" && v.length === 13) {
+  if (line.startsWith(EVENT_LINE)) {
+    const row = line.slice(EVENT_LINE.length);
+    const [server, , , receivedAt] = row.split("\t", 4);
     return {
       type: "event",
-      server: v[1],
-      sessionId: v[2],
-      seq: v[3],
-      receivedAt: v[4],
-      event: v[5],
-      uniqueid: v[6],
-      linkedid: v[7],
-      channel: v[8],
-      actionId: v[9],
-      rawB64: v[10],
-      escaped: v[11],
-      fields: v[12],
+      server: server.includes("\\") ? eventRowValues(server).server! : server,
+      receivedAt: Date.parse(receivedAt),
+      row,
     };
   }
+  const v = JSON.parse(line);
   if (v !== null && typeof v === "object") {
     const { t, ...rest } = v;
     if (t === "session_start") {

@@ -17,8 +17,8 @@
  */
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import type { Writable } from "node:stream";
+import { finished } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
 import { PGlite } from "@electric-sql/pglite";
@@ -123,6 +123,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
 }
 
 async function openPostgres(url: string, options: StoreOptions): Promise<Store> {
+  guardAgainstDriverSocketBug();
   const description = redactDatabaseUrl(url);
   const clientOptions = {
     connect_timeout: options.connectTimeoutSeconds ?? 5,
@@ -161,33 +162,27 @@ async function openPostgres(url: string, options: StoreOptions): Promise<Store> 
     async writeTransaction<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T> {
       await ensureMigrated();
       const client = writer;
+      const replace = () => {
+        if (writer !== client) return;
+        writer = postgres(url, { ...clientOptions, max: 1 });
+        client.end({ timeout: 0 }).catch(() => {});
+      };
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
-          // The connection may be stuck on a dead network: replace it, end the old one.
-          writer = postgres(url, { ...clientOptions, max: 1 });
-          client.end({ timeout: 0 }).catch(() => {});
+          // The connection may be stuck on a dead network: start over with a new one.
+          replace();
           reject(new StoreTimeoutError(writeTimeoutMs));
         }, writeTimeoutMs);
       });
-      const work = client.begin((sql) =>
-        fn({
-          async query(text, params) {
-            await sql.unsafe(text, params as postgres.ParameterOrJSON<never>[] | undefined);
-          },
-          copyFrom: (target, data) => copyIn(sql, target, data),
-        })
-      ) as Promise<T>;
+      const work = transaction(client, fn);
       work.catch(() => {}); // settled by the race below; avoid an unhandled rejection after a timeout
       try {
         return await Promise.race([work, timeout]);
       } catch (error) {
-        // After a connection is cut in the middle of a COPY, postgres.js 3.4.9 can leave
-        // the client unable to run another transaction: start over with a fresh one.
-        if (isUnreachable(error) && writer === client) {
-          writer = postgres(url, { ...clientOptions, max: 1 });
-          client.end({ timeout: 0 }).catch(() => {});
-        }
+        // A client whose connection failed in a transaction may not run another one
+        // (seen with postgres.js 3.4.9 after a cut during COPY): start over.
+        if (isUnreachable(error)) replace();
         throw error;
       } finally {
         clearTimeout(timer);
@@ -203,13 +198,43 @@ async function openPostgres(url: string, options: StoreOptions): Promise<Store> 
 }
 
 /**
- * `COPY target FROM STDIN` with postgres.js. Its COPY query resolves with the stream;
- * when the server then refuses a row, 3.4.9 neither fails the stream nor the query
- * (porsager/postgres#1173, fix pending in #1183) and the transaction would hang. The
- * query's `reject`, which the driver still calls with the server error, is hooked to
- * fail the copy instead.
+ * One transaction on the writer's client, through `sql.begin()`: it binds every
+ * statement to one connection and fails when that connection closes. (Sending BEGIN
+ * and COMMIT by hand is not safe with postgres.js: after a reconnect, a COMMIT can run
+ * on the new connection, outside any transaction, and succeed with a warning while
+ * the rows were lost.)
  */
-async function copyIn(sql: postgres.TransactionSql, target: string, data: string): Promise<void> {
+function transaction<T>(
+  client: postgres.Sql,
+  fn: (tx: StoreTransaction) => Promise<T>,
+): Promise<T> {
+  return client.begin((sql) =>
+    fn({
+      async query(text, params) {
+        await sql.unsafe(text, params as postgres.ParameterOrJSON<never>[] | undefined);
+      },
+      copyFrom: (target, data) => copyIn(sql, target, data),
+    })
+  ) as Promise<T>;
+}
+
+/**
+ * `COPY target FROM STDIN` with postgres.js, shielded from two defects of 3.4.9:
+ * - its COPY query resolves with the stream, and when the server then refuses a row
+ *   neither the stream nor the query fails (porsager/postgres#1173, fix pending in
+ *   #1183): the transaction would hang. The query's `reject`, which the driver still
+ *   calls with the server error, is hooked to fail the copy instead;
+ * - when the connection closes cleanly during the copy, the driver destroys the
+ *   stream after dropping its socket, and the stream's destroy writes to that socket:
+ *   a TypeError thrown inside the driver, an unhandled rejection that would end the
+ *   process. The stream's destroy and final are wrapped so that it becomes the copy's
+ *   error.
+ */
+async function copyIn(
+  sql: postgres.TransactionSql,
+  target: string,
+  data: string,
+): Promise<void> {
   const query = sql.unsafe(`COPY ${target} FROM STDIN`) as unknown as
     & postgres.PendingQuery<postgres.Row[]>
     & { reject: (error: unknown) => void };
@@ -223,8 +248,28 @@ async function copyIn(sql: postgres.TransactionSql, target: string, data: string
   });
   refused.catch(() => {}); // a late error after success is none of ours
   try {
-    const stream = await query.writable();
-    await Promise.race([pipeline(Readable.from([data]), stream), refused]);
+    const stream = await query.writable() as unknown as Writable & {
+      _destroy: (error: Error | null, callback: (error?: Error | null) => void) => void;
+      _final: (callback: (error?: Error | null) => void) => void;
+    };
+    const destroy = stream._destroy;
+    stream._destroy = function (error, callback) {
+      try {
+        destroy.call(this, error, callback);
+      } catch {
+        // the socket is gone; the callback already carries the error
+      }
+    };
+    const final = stream._final;
+    stream._final = function (callback) {
+      try {
+        final.call(this, callback);
+      } catch (error) {
+        callback(error as Error);
+      }
+    };
+    stream.end(data);
+    await Promise.race([finished(stream), refused]);
   } finally {
     settled = true;
   }
@@ -235,6 +280,32 @@ function isUnreachable(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code !== "string" || !/^[0-9A-Z]{5}$/.test(code)) return true;
   return code.startsWith("08") || code.startsWith("57P") || code.startsWith("53");
+}
+
+let guarded = false;
+
+/**
+ * postgres.js 3.4.9 writes to a connection's socket from a `setImmediate` after the
+ * socket closed (`ROLLBACK` after a connection cut inside `sql.begin()`, which the
+ * ingest writer and Drizzle's transactions use): `TypeError: Cannot read properties of
+ * null (reading 'write')` at `connection.js` `nextWrite`, thrown outside any promise,
+ * which would end the daemon. The connection is gone either way and the transaction
+ * has failed; this listener stops that one exception (and only it) from ending the
+ * process.
+ */
+function guardAgainstDriverSocketBug(): void {
+  if (guarded) return;
+  guarded = true;
+  globalThis.addEventListener("error", (event) => {
+    const error = event.error;
+    if (
+      error instanceof TypeError && error.message.includes("reading 'write'") &&
+      /postgres[/\\]src[/\\]connection\.js/.test(error.stack ?? "") &&
+      /nextWrite/.test(error.stack ?? "")
+    ) {
+      event.preventDefault();
+    }
+  });
 }
 
 /** Applies the migrations on one connection, under an advisory lock against concurrent runs. */
