@@ -107,7 +107,7 @@ Deno.test("/healthz flips to 503 when a server or the database is down, and back
     const serverDown = await health();
     assert.equal(serverDown.body.status, "unhealthy");
     assert.match(serverDown.body.reasons.join("\n"), /server pbx1 is not connected/);
-    assert.equal(serverDown.body.store.writable, true);
+    assert.equal(serverDown.body.store.writable, true, JSON.stringify(serverDown.body.store));
 
     await new Promise((resolve) => setTimeout(resolve, 200));
     ami.startListening();
