@@ -16,6 +16,7 @@
  * @module
  */
 import { mkdir } from "node:fs/promises";
+import { connect, type NetConnectOpts, type Socket } from "node:net";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
@@ -128,6 +129,7 @@ async function openPostgres(url: string, options: StoreOptions): Promise<Store> 
   const clientOptions = {
     connect_timeout: options.connectTimeoutSeconds ?? 5,
     onnotice: () => {},
+    socket: noDelaySocket,
   };
   let migration: Promise<void> | undefined;
   /** Applies the migrations once; a transient failure leaves them to the next call. */
@@ -273,6 +275,52 @@ async function copyIn(
   } finally {
     settled = true;
   }
+}
+
+/** What postgres.js passes to its `socket` option. */
+interface SocketOptions {
+  host: string[];
+  port: number[];
+  path?: string | false;
+  connect_timeout?: number;
+}
+
+/**
+ * A connected TCP socket with Nagle's algorithm off (postgres.js leaves it on): the
+ * small CopyDone after the COPY data otherwise waits for the server's delayed ACK,
+ * about 40-100 ms added to every commit (measured: a 31-row COPY transaction took
+ * 96 ms, 8 ms with TCP_NODELAY). Tries each host of the URL in turn; TLS, when
+ * configured, is negotiated by postgres.js on top of it.
+ */
+async function noDelaySocket(options: SocketOptions): Promise<Socket> {
+  const targets = options.path
+    ? [{ path: options.path }]
+    : options.host.map((host, i) => ({ host, port: options.port[i] ?? options.port[0] }));
+  let lastError: unknown;
+  for (const target of targets) {
+    try {
+      return await new Promise<Socket>((resolve, reject) => {
+        const socket = connect({ ...target, noDelay: true } as NetConnectOpts);
+        const timer = setTimeout(() => {
+          socket.destroy();
+          reject(Object.assign(new Error("connect timeout"), { code: "CONNECT_TIMEOUT" }));
+        }, (options.connect_timeout ?? 30) * 1000);
+        socket.once("connect", () => {
+          clearTimeout(timer);
+          socket.off("error", reject);
+          socket.setNoDelay(true);
+          resolve(socket);
+        });
+        socket.once("error", (error) => {
+          clearTimeout(timer);
+          reject(error);
+        });
+      });
+    } catch (error) {
+      lastError = error;
+    }
+  }
+  throw lastError;
 }
 
 /** A network-level failure (no SQLSTATE), a connection exception, shutdown or resources. */
