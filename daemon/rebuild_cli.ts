@@ -19,7 +19,7 @@
 import { parseArgs } from "node:util";
 import { errorText, type Store } from "./store.ts";
 import { rebuildProjections } from "./projections/projector.ts";
-import { DATABASE_HELP, DATABASE_OPTIONS, openCliStore } from "../queries/cli.ts";
+import { DATABASE_HELP, DATABASE_OPTIONS, openCliStore } from "./cli_store.ts";
 
 const USAGE = `Usage: deno task rebuild-projections [--batch-size N] [database options]
 

@@ -1,11 +1,8 @@
 /**
- * `deno task query <name> [options]`: runs one named call-history query and prints the
- * result as an aligned table, CSV (RFC 4180) or JSON lines. `--list` names every query.
- *
- * The database is, in this order: `--database-url`, `--data-dir` (embedded store),
- * `--config` (its `database.url` or `dataDir`), `$DATABASE_URL`, `./dami.config.jsonc`
- * if present, else the embedded store in `./data`. The embedded store (PGlite) can be
- * opened by one process at a time: stop the daemon first, or use PostgreSQL.
+ * The query command line (`deno task query <name> [options]`, entry point
+ * `daemon/query_cli.ts`): runs one named call-history query and prints the result as an
+ * aligned table, CSV (RFC 4180) or JSON lines. `--list` names every query. Which
+ * database it opens is the caller's ({@linkcode CliDatabase}; see `daemon/cli_store.ts`).
  *
  * @example
  * ```sh
@@ -17,27 +14,31 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { loadStorageConfig } from "../daemon/config.ts";
-import { errorText, openStore, type Store } from "../daemon/store.ts";
+import type { SqlDatabase } from "./db.ts";
 import { findQuery, QUERIES } from "./mod.ts";
 import { formatRows, FORMATS, type OutputFormat } from "./output.ts";
 import { type ParamSpec, type QueryArgs, type QueryDefinition, QueryParamError } from "./query.ts";
 
-/** Options every command line that opens the database understands. */
-export const DATABASE_OPTIONS = {
-  "database-url": { type: "string" },
-  "data-dir": { type: "string" },
-  config: { type: "string" },
-} as const;
+/**
+ * How the CLI reaches a database. `queries/` knows SQL, not stores: the daemon side
+ * (`daemon/query_cli.ts`) supplies this, so the import direction stays one way.
+ */
+export interface CliDatabase {
+  /** Extra options of every command line that opens the database. */
+  options: Record<string, { type: "string" | "boolean" }>;
+  /** Help text for those options. */
+  help: string;
+  /** Opens the database the parsed options name. */
+  open(values: Record<string, string | boolean | undefined>): Promise<OpenDatabase>;
+  /** A one-line, secret-free description of an error from the driver. */
+  describeError(error: unknown): string;
+}
 
-/** Help text for {@linkcode DATABASE_OPTIONS}. */
-export const DATABASE_HELP = `Database (first that applies):
-  --database-url URL   PostgreSQL
-  --data-dir DIR       the embedded store in DIR (stop the daemon first: one process at a time)
-  --config PATH        database.url or dataDir of a dami config file
-  $DATABASE_URL        PostgreSQL
-  ./dami.config.jsonc  when present
-  ./data               the embedded store`;
+/** An open database: a drizzle instance and how to close it. */
+export interface OpenDatabase {
+  db: SqlDatabase;
+  close(): Promise<void>;
+}
 
 /** A command line that cannot be run as given (exit status 2). */
 export class UsageError extends Error {
@@ -47,28 +48,7 @@ export class UsageError extends Error {
   }
 }
 
-/** Opens the database the options name (see the module doc). */
-export async function openCliStore(
-  values: { "database-url"?: string; "data-dir"?: string; config?: string },
-): Promise<Store> {
-  if (values["database-url"]) {
-    return await openStore({ url: values["database-url"], dataDir: "./data" });
-  }
-  if (values["data-dir"]) return await openStore({ dataDir: values["data-dir"] });
-  const env = Deno.env.get("DATABASE_URL");
-  const configFile = values.config ??
-    (env
-      ? undefined
-      : await Deno.stat("dami.config.jsonc").then(() => "dami.config.jsonc", () => undefined));
-  if (configFile !== undefined) {
-    // Only dataDir and database: the AMI secret need not be set to run a query.
-    const config = await loadStorageConfig(configFile);
-    return await openStore({ url: config.databaseUrl, dataDir: config.dataDir });
-  }
-  return await openStore({ url: env, dataDir: "./data" });
-}
-
-function usage(): string {
+function usage(database: CliDatabase): string {
   const width = Math.max(...QUERIES.map((q) => q.name.length));
   return `Usage: deno task query <name> [--from T] [--to T] [--server S] [--tz ZONE]
                         [--format table|csv|json] [query options]
@@ -81,11 +61,11 @@ ${QUERIES.map((q) => `  ${q.name.padEnd(width)}  ${q.description}`).join("\n")}
 Times: 2026-11-26, '2026-11-26 08:00' (in --tz), 2026-11-26T08:00:00Z, now, today,
 yesterday, -7d, -12h, -30m. --tz defaults to this machine's zone.
 
-${DATABASE_HELP}
+${database.help}
 `;
 }
 
-function queryHelp(query: QueryDefinition): string {
+function queryHelp(query: QueryDefinition, database: CliDatabase): string {
   const width = Math.max(...query.params.map((p) => p.name.length + valueHint(p).length + 3), 20);
   const lines = query.params.map((p) =>
     `  ${`--${p.name}${valueHint(p)}`.padEnd(width)}  ${p.description}${
@@ -101,7 +81,7 @@ Options:
 ${lines.join("\n")}
   ${"--format FORMAT".padEnd(width)}  table (default), csv or json (JSON lines)
 
-${DATABASE_HELP}
+${database.help}
 `;
 }
 
@@ -173,14 +153,14 @@ export function parseQueryArgs(
 }
 
 /** Runs the command line; returns the exit status. */
-export async function main(argv: readonly string[]): Promise<number> {
+export async function main(argv: readonly string[], database: CliDatabase): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined) {
-    console.error(usage());
+    console.error(usage(database));
     return 2;
   }
   if (name === "--help" || name === "-h") {
-    console.log(usage());
+    console.log(usage(database));
     return 0;
   }
   if (name === "--list") {
@@ -193,10 +173,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     console.error(`error: unknown query "${name}"; \`deno task query --list\` names them all`);
     return 2;
   }
-  let store: Store | undefined;
+  let store: OpenDatabase | undefined;
   try {
     const options: Record<string, { type: "string" | "boolean" }> = {
-      ...DATABASE_OPTIONS,
+      ...database.options,
       format: { type: "string" },
       help: { type: "boolean" },
     };
@@ -210,7 +190,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       throw new UsageError(`${(error as Error).message}; see \`deno task query ${name} --help\``);
     }
     if (values.help) {
-      console.log(queryHelp(query));
+      console.log(queryHelp(query, database));
       return 0;
     }
     const format = (values.format ?? "table") as OutputFormat;
@@ -221,7 +201,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       values.tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
     }
     const args = parseQueryArgs(query, values);
-    store = await openCliStore(values);
+    store = await database.open(values);
     const rows = await query.run(store.db, args);
     const text = formatRows(format, query.columns, rows);
     await Deno.stdout.write(new TextEncoder().encode(text));
@@ -233,11 +213,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     // Drizzle wraps driver errors in "Failed query: <sql>"; the cause says what went wrong.
     const cause = (error as { cause?: unknown } | null)?.cause;
-    console.error(`error: ${errorText(cause instanceof Error ? cause : error)}`);
+    console.error(`error: ${database.describeError(cause instanceof Error ? cause : error)}`);
     return 1;
   } finally {
     await store?.close();
   }
 }
-
-if (import.meta.main) Deno.exit(await main(Deno.args));

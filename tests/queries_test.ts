@@ -930,7 +930,7 @@ Deno.test("deno task query prints a named query as CSV and lists every query", a
     await seed(store.db);
     const run = async (...args: string[]) => {
       const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", new URL("../queries/cli.ts", import.meta.url).pathname, ...args],
+        args: ["run", "-A", new URL("../daemon/query_cli.ts", import.meta.url).pathname, ...args],
         stdout: "piped",
         stderr: "piped",
       }).output();
