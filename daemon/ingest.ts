@@ -102,13 +102,13 @@ export interface IngestOptions {
   /**
    * Records kept in memory for the writer; beyond, the writer reads the spool instead.
    * Also the most records held in memory while the spool is full.
-   * @default {100000}
+   * @default {50000}
    */
   queueLimit?: number;
   /**
    * Most records per transaction. PGlite runs on this thread and blocks it while it
    * writes, so its batches are smaller.
-   * @default {5000} on PostgreSQL, {1000} on PGlite
+   * @default {5000} on PostgreSQL, {500} on PGlite (about 50 ms of blocking each)
    */
   maxBatch?: number;
   /**
@@ -244,8 +244,8 @@ export class Ingest {
     this.#spool = spool;
     this.#writer = new BatchWriter(options.store, { strategy: options.strategy });
     this.#log = options.logger ?? getLogger(["dami", "ingest"]);
-    this.#queueLimit = options.queueLimit ?? 100_000;
-    this.#maxBatch = options.maxBatch ?? (options.store.kind === "pglite" ? 1000 : 5000);
+    this.#queueLimit = options.queueLimit ?? 50_000;
+    this.#maxBatch = options.maxBatch ?? (options.store.kind === "pglite" ? 500 : 5000);
     this.#onCommitted = options.onCommitted;
     // Anything in the spool at open was left by a previous run: the writer replays it
     // from the start, then goes on with the queue.
