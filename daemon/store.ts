@@ -191,7 +191,9 @@ async function openPostgres(url: string, options: StoreOptions): Promise<Store> 
       }
     },
     async ping() {
-      await writer`SELECT 1`;
+      // The pool, not the writer's reserved connection: a health check must neither
+      // queue behind a long COPY nor run on a client a failed transaction left broken.
+      await pool`SELECT 1`;
     },
     async close() {
       await Promise.all([pool.end({ timeout: 5 }), writer.end({ timeout: 5 })]);
