@@ -1,0 +1,41 @@
+/**
+ * `deno task bench`: every benchmark, one after the other, each heavy part in its own
+ * process. Prints one JSON object per figure on stdout (progress on stderr).
+ *
+ * Usage: deno task bench [parse|ingest|projections ...]   (default: all three)
+ *
+ * @module
+ */
+import { parseBench } from "./parse_bench.ts";
+import { runIngestBenchSuite } from "./ingest_bench.ts";
+import { runProjectionsBench } from "./projections_bench.ts";
+
+const wanted = new Set(Deno.args.length > 0 ? Deno.args : ["parse", "ingest", "projections"]);
+const cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
+console.error(
+  `machine: ${navigator.hardwareConcurrency} cores (${cpu}), ${
+    Math.round(Deno.systemMemoryInfo().total / 2 ** 30)
+  } GiB, Deno ${Deno.version.deno}`,
+);
+
+if (wanted.has("parse")) {
+  console.error("receive and parse, 1,000,000 events over loopback (DAMI, then asterisk.io)");
+  for (const result of await parseBench(1_000_000)) {
+    console.log(JSON.stringify({ bench: "parse", ...result }));
+  }
+}
+if (wanted.has("ingest")) {
+  console.error(
+    "ingest: throughput, latency at 5,000 events/s, spool replay; PostgreSQL and PGlite",
+  );
+  for (const result of await runIngestBenchSuite()) {
+    console.log(JSON.stringify({ bench: "ingest", ...result }));
+  }
+}
+if (wanted.has("projections")) {
+  console.error("projections: 1,000,000 events / 50,000 calls, rebuild, query latency");
+  const report = await runProjectionsBench();
+  for (const figure of report.figures) {
+    console.log(JSON.stringify({ bench: "projections", events: report.events, ...figure }));
+  }
+}
