@@ -594,7 +594,9 @@ export class DAMI {
   }
 
   #dispatch(message: AmiMessage): void {
-    const name = headerValue(message, "Event")?.toLowerCase() ?? "";
+    if (this.#listeners.size === 0) return;
+    // An event's first header is `Event` (that is what made it an event).
+    const name = message.headers[0][1].toLowerCase();
     const specific = this.#listeners.get(name);
     const all = this.#listeners.get("*");
     if ((specific === undefined || specific.size === 0) && (all === undefined || all.size === 0)) {
