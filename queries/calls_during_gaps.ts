@@ -14,9 +14,8 @@ import {
   type QueryDefinition,
   RANGE_PARAMS,
   rangeArgs,
+  rangeBounds,
   type RangeParams,
-  timeSql,
-  timeZone,
 } from "./query.ts";
 
 /** One call × gap. */
@@ -40,11 +39,7 @@ export async function callsDuringGaps(
   db: SqlExecutor,
   params: RangeParams = {},
 ): Promise<CallDuringGapRow[]> {
-  const tz = timeZone(params.tz);
-  const from = params.from === undefined
-    ? sql`'-infinity'::timestamptz`
-    : timeSql("from", params.from, tz);
-  const to = params.to === undefined ? sql`'infinity'::timestamptz` : timeSql("to", params.to, tz);
+  const { tz, from, to } = rangeBounds(params);
   const server = params.server === undefined ? sql`true` : sql`s.server = ${params.server}`;
   return await selectRows<CallDuringGapRow>(
     db,

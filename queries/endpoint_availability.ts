@@ -13,9 +13,8 @@ import {
   type QueryDefinition,
   RANGE_PARAMS,
   rangeArgs,
+  rangeBounds,
   type RangeParams,
-  timeSql,
-  timeZone,
 } from "./query.ts";
 
 /** Parameters of {@linkcode endpointAvailability}. */
@@ -42,11 +41,7 @@ export async function endpointAvailability(
   db: SqlExecutor,
   params: EndpointAvailabilityParams = {},
 ): Promise<EndpointAvailabilityRow[]> {
-  const tz = timeZone(params.tz);
-  const from = params.from === undefined
-    ? sql`'-infinity'::timestamptz`
-    : timeSql("from", params.from, tz);
-  const to = params.to === undefined ? sql`now()` : timeSql("to", params.to, tz);
+  const { tz, from, to } = rangeBounds(params, sql`now()`);
   const server = params.server === undefined ? sql`true` : sql`server = ${params.server}`;
   const endpoint = params.endpoint === undefined ? sql`true` : sql`endpoint = ${params.endpoint}`;
   return await selectRows<EndpointAvailabilityRow>(

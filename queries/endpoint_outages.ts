@@ -13,9 +13,8 @@ import {
   type QueryDefinition,
   RANGE_PARAMS,
   rangeArgs,
+  rangeBounds,
   type RangeParams,
-  timeSql,
-  timeZone,
 } from "./query.ts";
 
 /** Parameters of {@linkcode endpointOutages}. */
@@ -43,11 +42,7 @@ export async function endpointOutages(
   db: SqlExecutor,
   params: EndpointOutagesParams = {},
 ): Promise<EndpointOutageRow[]> {
-  const tz = timeZone(params.tz);
-  const from = params.from === undefined
-    ? sql`'-infinity'::timestamptz`
-    : timeSql("from", params.from, tz);
-  const to = params.to === undefined ? sql`'infinity'::timestamptz` : timeSql("to", params.to, tz);
+  const { tz, from, to } = rangeBounds(params);
   const server = params.server === undefined ? sql`true` : sql`server = ${params.server}`;
   const endpoint = params.endpoint === undefined ? sql`true` : sql`endpoint = ${params.endpoint}`;
   return await selectRows<EndpointOutageRow>(

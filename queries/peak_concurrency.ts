@@ -13,9 +13,8 @@ import {
   type QueryDefinition,
   RANGE_PARAMS,
   rangeArgs,
+  rangeBounds,
   type RangeParams,
-  timeSql,
-  timeZone,
 } from "./query.ts";
 
 /** One day. */
@@ -35,11 +34,7 @@ export async function peakConcurrency(
   db: SqlExecutor,
   params: RangeParams = {},
 ): Promise<PeakConcurrencyRow[]> {
-  const tz = timeZone(params.tz);
-  const from = params.from === undefined
-    ? sql`'-infinity'::timestamptz`
-    : timeSql("from", params.from, tz);
-  const to = params.to === undefined ? sql`'infinity'::timestamptz` : timeSql("to", params.to, tz);
+  const { tz, from, to } = rangeBounds(params);
   const server = params.server === undefined ? sql`true` : sql`server = ${params.server}`;
   return await selectRows<PeakConcurrencyRow>(
     db,

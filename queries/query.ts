@@ -135,6 +135,25 @@ export function timeSql(param: string, value: TimeInput, tz: string): SQL {
 }
 
 /**
+ * The range as two bound `timestamptz` expressions, for queries that compare intervals
+ * rather than filter one column: an open end is `-infinity` / `openTo` (`infinity`
+ * unless a query measures up to `now()`).
+ */
+export function rangeBounds(
+  params: RangeParams,
+  openTo: SQL = sql`'infinity'::timestamptz`,
+): { from: SQL; to: SQL; tz: string } {
+  const tz = timeZone(params.tz);
+  return {
+    tz,
+    from: params.from === undefined
+      ? sql`'-infinity'::timestamptz`
+      : timeSql("from", params.from, tz),
+    to: params.to === undefined ? openTo : timeSql("to", params.to, tz),
+  };
+}
+
+/**
  * `column >= from and column < to and server = ...` for the given params; `true` when
  * none apply. `serverColumn` defaults to `server` of the same row.
  */
