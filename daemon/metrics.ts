@@ -6,7 +6,7 @@
  * @module
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { IngestStats } from "./ingest.ts";
+import type { IngestStats, ServerIngestStats } from "./ingest.ts";
 
 /** Every metric the daemon exports. */
 export class DaemonMetrics {
@@ -65,43 +65,39 @@ export class DaemonMetrics {
       registers,
     });
     const ingest = () => this.#ingest?.();
-    new Counter({
-      name: "dami_events_stored_total",
-      help: "Events committed to the database, per server.",
-      labelNames: ["server"],
-      registers,
-      collect() {
-        const stats = ingest();
-        if (stats === undefined) return;
-        this.reset();
-        for (const [server, s] of Object.entries(stats.servers)) this.inc({ server }, s.stored);
-      },
-    });
-    new Counter({
-      name: "dami_events_spooled_total",
-      help:
-        "Events stored after a detour through the local spool (database slow, down, or a restart), per server.",
-      labelNames: ["server"],
-      registers,
-      collect() {
-        const stats = ingest();
-        if (stats === undefined) return;
-        this.reset();
-        for (const [server, s] of Object.entries(stats.servers)) this.inc({ server }, s.spooled);
-      },
-    });
-    new Counter({
-      name: "dami_events_dropped_total",
-      help: "Events dropped because the spool and the memory hold were full, per server.",
-      labelNames: ["server"],
-      registers,
-      collect() {
-        const stats = ingest();
-        if (stats === undefined) return;
-        this.reset();
-        for (const [server, s] of Object.entries(stats.servers)) this.inc({ server }, s.dropped);
-      },
-    });
+    /** A counter read from the ingest stats at scrape time, one series per server. */
+    const perServerCounter = (
+      name: string,
+      help: string,
+      pick: (server: ServerIngestStats) => number,
+    ) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ["server"],
+        registers,
+        collect() {
+          const stats = ingest();
+          if (stats === undefined) return;
+          this.reset();
+          for (const [server, s] of Object.entries(stats.servers)) this.inc({ server }, pick(s));
+        },
+      });
+    perServerCounter(
+      "dami_events_stored_total",
+      "Events committed to the database, per server.",
+      (s) => s.stored,
+    );
+    perServerCounter(
+      "dami_events_spooled_total",
+      "Events stored after a detour through the local spool (database slow, down, or a restart), per server.",
+      (s) => s.spooled,
+    );
+    perServerCounter(
+      "dami_events_dropped_total",
+      "Events dropped because the spool and the memory hold were full, per server.",
+      (s) => s.dropped,
+    );
     new Gauge({
       name: "dami_ingest_queue_depth",
       help: "Rows waiting in memory for the batch writer.",
