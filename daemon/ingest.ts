@@ -6,29 +6,31 @@
  * ## How a record flows
  *
  * The methods called by the reader ({@linkcode Ingest.event} and friends) are
- * synchronous and never wait on the database. Each record is converted to its row,
- * appended to the spool (`<dataDir>/spool`, see `spool.ts`), which is written and
- * fsynced every `fsyncIntervalMs`, and put on a bounded in-memory queue. One writer
- * takes batches (up to `maxBatch`) from the queue and writes each in one transaction
- * (see `batch_writer.ts`); then it releases them from the spool, whose files are
- * deleted once fully written. While the database keeps up, records are read from
- * memory and many are released before they ever reach the disk.
+ * synchronous and never wait on the database. Each record is converted once to its
+ * row (for an event, its COPY text line), appended to the spool (`<dataDir>/spool`,
+ * see `spool.ts`), which is written and fsynced every `fsyncIntervalMs`, and kept in
+ * a bounded in-memory queue that caches the spool's newest records. One writer takes
+ * batches (up to `maxBatch`) in spool order and writes each in one transaction (see
+ * `batch_writer.ts`), then releases them from the spool, whose files are deleted once
+ * fully written. While the database keeps up, batches come from memory and most
+ * records are released before their buffer ever reaches the disk.
  *
- * When a write fails for a transient reason (database down, connection cut, timeout)
- * or the queue passes `queueLimit` (database slow), the writer switches to spool mode:
- * the queue is dropped (its records are in the spool) and the writer reads the spool
- * from where it stopped, retrying with backoff ({@linkcode RETRY_POLICY}) until the
- * database is back. It catches up through the spool, in order, before any newer
- * record, and switches back to memory mode once nothing is left. A spool left by a
+ * When a write fails for a transient reason (database down, connection cut, timeout),
+ * the writer retries the same batch with backoff ({@linkcode RETRY_POLICY}) while new
+ * records go on into the spool. When the database is slow or down long enough for
+ * the queue to pass `queueLimit`, its oldest records are forgotten (they are in the
+ * spool) and the writer reads them back from the spool, in order, before any newer
+ * record, then goes on from memory once it reaches the queue again. A spool left by a
  * crash or SIGKILL is replayed the same way at the next start. Writes are idempotent
  * (unique `(session_id, seq)`, upserts by id), so replaying records that were already
  * stored duplicates nothing. There is one writer and one transaction at a time, so
- * `ami_events.id` follows `seq` within each session and ids become visible in order.
+ * `ami_events.id` follows `seq` within each session and ids become visible in order
+ * (an incremental reader can rely on `id > checkpoint`).
  *
  * ## Durability
  *
- * `close()` (SIGTERM) writes the queue to the database within its timeout; whatever is
- * not written by then stays in the fsynced spool for the next start. On SIGKILL or a
+ * `close()` (SIGTERM) writes the queue to the database within its timeout (or until a
+ * write fails); whatever is not written stays in the fsynced spool for the next start. On SIGKILL or a
  * power cut, at most the records appended since the last spool fsync are lost: at
  * most `fsyncIntervalMs` (100 ms by default) plus the time of one write and fsync of
  * the spool, a few milliseconds on a local disk. (Records held in memory because the
@@ -330,8 +332,9 @@ export class Ingest {
 
   /**
    * Stops accepting records, writes what is queued to the database (for at most
-   * `timeoutMs`), fsyncs the spool (which keeps whatever was not written, for the
-   * next start) and closes it. Safe to call more than once.
+   * `timeoutMs`; when a write fails, at once), fsyncs the spool (which keeps whatever
+   * was not written, for the next start) and closes it. For SIGTERM: stop reading
+   * first, then close. Safe to call more than once.
    */
   close(options: { timeoutMs?: number } = {}): Promise<void> {
     this.#closed ??= this.#close(options.timeoutMs ?? 10_000);
@@ -340,7 +343,9 @@ export class Ingest {
 
   async #close(timeoutMs: number): Promise<void> {
     this.#closing = true;
-    this.#wakeWriter();
+    // Also cut a backoff short: one more attempt, and if the database still fails,
+    // everything is in the spool already; waiting out the timeout would gain nothing.
+    this.#interrupt();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
@@ -595,7 +600,7 @@ export class Ingest {
             bytes: this.#spool.bytes,
           });
         }
-        if (this.#stopped) return undefined;
+        if (this.#stopped || this.#closing) return undefined;
         const delay = Math.min(
           RETRY_POLICY.maxDelayMs,
           RETRY_POLICY.minDelayMs * RETRY_POLICY.multiplier ** attempt,
