@@ -14,6 +14,8 @@ export class DaemonMetrics {
   readonly registry: Registry = new Registry();
   /** Events parsed from AMI, per server. */
   readonly eventsReceived: Counter<"server">;
+  /** Messages stored flagged: lines without `:` or bytes that were not UTF-8. */
+  readonly malformedMessages: Counter<"server">;
   /** Reconnect attempts scheduled after a lost or failed connection, per server. */
   readonly reconnects: Counter<"server">;
   /** Pings that got no Pong in time, per server. */
@@ -31,6 +33,13 @@ export class DaemonMetrics {
     this.eventsReceived = new Counter({
       name: "dami_events_received_total",
       help: "AMI events received, per server.",
+      labelNames: ["server"],
+      registers,
+    });
+    this.malformedMessages = new Counter({
+      name: "dami_malformed_messages_total",
+      help:
+        "Events with lines that are not headers or bytes that are not UTF-8 (stored flagged, raw bytes kept), per server.",
       labelNames: ["server"],
       registers,
     });

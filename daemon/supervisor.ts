@@ -408,10 +408,30 @@ export class Supervisor {
       });
     };
     const received = this.#metrics?.eventsReceived.labels({ server: this.name });
+    const malformed = this.#metrics?.malformedMessages.labels({ server: this.name });
     dami.onMessage((message) => {
-      if (message.kind !== "event") return;
+      if (message.kind !== "event") {
+        if (message.kind === "other") {
+          malformed?.inc();
+          this.#log.warn("message that is neither event nor response (not stored): {first}", {
+            first: message.headers[0]?.[0] ?? "",
+          });
+        }
+        return;
+      }
       begin();
       received?.inc();
+      if (message.malformedLines !== undefined || message.rawBytes !== undefined) {
+        malformed?.inc();
+        this.#log.warn(
+          "malformed event #{seq} stored flagged ({lines} lines without ':', invalid UTF-8: {invalid})",
+          {
+            seq: message.seq,
+            lines: message.malformedLines ?? 0,
+            invalid: message.rawBytes !== undefined,
+          },
+        );
+      }
       if (headerValue(message, "Event") === "Shutdown") {
         shutdown = `${headerValue(message, "Shutdown") ?? "?"}${
           /^(true|yes|1)$/i.test(headerValue(message, "Restart") ?? "") ? ", restarting" : ""

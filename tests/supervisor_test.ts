@@ -17,6 +17,7 @@ import {
 } from "../daemon/supervisor.ts";
 import { type AmiMessage, headerValue } from "../dami/message.ts";
 import { startFakeAmi } from "./fake_ami_server.ts";
+import { DaemonMetrics } from "../daemon/metrics.ts";
 
 /** Keeps what the supervisor records, in order. */
 class RecordingRecorder implements SessionRecorder {
@@ -366,4 +367,45 @@ Deno.test("stop sends Logoff and records the session as stopped", async () => {
   assert.equal(recorder.ended.length, 1);
   assert.match(recorder.ended[0].reason, /^stopped: the daemon is shutting down/);
   assert.equal(server.connections, 1, "no reconnect after stop");
+});
+
+Deno.test("a malformed event is recorded with its raw bytes, counted and logged, and the session goes on", async () => {
+  await using server = await startFakeAmi({ authFailDelayMs: 0 });
+  const recorder = new RecordingRecorder();
+  const metrics = new DaemonMetrics();
+  const supervisor = new Supervisor({
+    server: serverConfig({ port: server.port }),
+    recorder,
+    metrics,
+  });
+  supervisor.start();
+  try {
+    const session = await server.session(0);
+    await waitFor("login", () => session.loggedIn);
+    const bad = new Uint8Array([
+      ...new TextEncoder().encode(
+        "Event: UserEvent\r\nUserEvent: x\r\nnot a header line\r\nData: ",
+      ),
+      0xff,
+      0xfe,
+      ...new TextEncoder().encode("\r\n\r\nEvent: UserEvent\r\nUserEvent: after\r\n\r\n"),
+    ]);
+    await session.send(bad);
+    await waitFor(
+      "both events",
+      () =>
+        recorder.events.filter((e) => headerValue(e.message, "Event") === "UserEvent").length === 2,
+    );
+    const [malformed, after] = recorder.events.filter((e) =>
+      headerValue(e.message, "Event") === "UserEvent"
+    ).map((e) => e.message);
+    assert.equal(malformed.malformedLines, 1);
+    assert.deepEqual(malformed.rawBytes, bad.subarray(0, bad.indexOf(0xfe) + 5));
+    assert.equal(headerValue(after, "UserEvent"), "after");
+    assert.equal(after.seq, malformed.seq + 1);
+    const text = await metrics.registry.metrics();
+    assert.match(text, /dami_malformed_messages_total\{server="pbx1"\} 1\b/);
+  } finally {
+    await supervisor.stop();
+  }
 });
