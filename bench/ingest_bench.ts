@@ -26,11 +26,13 @@ import { Ingest } from "../daemon/ingest.ts";
 import { openStore, type Store } from "../daemon/store.ts";
 import { createTestDatabase } from "../tests/pg.ts";
 import { fixtureEvents, peakRssMb } from "./event_stream.ts";
+import { streamPlan } from "./stream_server.ts";
+import { DAMI } from "../mod.ts";
 
 /** One scenario to run. */
 export interface IngestBenchOptions {
   store: "postgres" | "pglite";
-  scenario: "throughput" | "latency" | "replay";
+  scenario: "throughput" | "socket" | "latency" | "replay";
   /**
    * Events to ingest (throughput, replay).
    * @default {1000000} for throughput, {200000} for replay
@@ -58,7 +60,7 @@ export interface IngestBenchOptions {
 /** Figures of one scenario. */
 export interface IngestBenchResult {
   store: "postgres" | "pglite";
-  scenario: "throughput" | "latency" | "replay";
+  scenario: "throughput" | "socket" | "latency" | "replay";
   strategy: WriteStrategy;
   maxBatch?: number;
   events: number;
@@ -189,6 +191,61 @@ export async function runIngestBench(options: IngestBenchOptions): Promise<Inges
       };
     });
   }
+  if (options.scenario === "socket") {
+    // End to end: an AMI peer in another process streams over loopback TCP; the DAMI
+    // client parses, the daemon's path (onMessage -> Ingest.event) stores.
+    const events = options.events ?? 1_000_000;
+    return await withStore(options.store, async (store, dataDir) => {
+      const { blocks } = streamPlan(events);
+      const total = blocks * 1000;
+      let committed = 0;
+      let allCommitted: () => void = () => {};
+      const done = new Promise<void>((resolve) => allCommitted = resolve);
+      const ingest = await Ingest.open({
+        store,
+        dataDir,
+        strategy,
+        maxBatch: options.maxBatch,
+        onCommitted: (receivedAt) => {
+          committed += receivedAt.length;
+          if (committed >= total) allCommitted();
+        },
+      });
+      const server = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", new URL("./stream_server.ts", import.meta.url).pathname, String(total)],
+        stdout: "piped",
+      }).spawn();
+      const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      const port = Number((await reader.read()).value?.trim());
+      const session = uuidv7();
+      let received = 0;
+      let fed = 0;
+      const dami = new DAMI({ hostname: "127.0.0.1", port });
+      dami.onMessage((msg) => {
+        if (msg.kind !== "event") return;
+        ingest.event("pbx1", session, msg);
+        if (++received === total) fed = performance.now();
+      });
+      const stall = stallMeter();
+      const started = performance.now();
+      await dami.connectAndLogin({ username: "bench", secret: "bench" });
+      await done;
+      const finished = performance.now();
+      const maxStallMs = stall.stop();
+      dami.close();
+      await ingest.close();
+      await server.status;
+      return {
+        ...base,
+        events: total,
+        bytesPerEvent,
+        eventsPerSecond: Math.round(total / ((finished - started) / 1000)),
+        drainSeconds: round((finished - fed) / 1000),
+        maxStallMs,
+        peakRssMb: Math.round(peakRssMb()),
+      };
+    });
+  }
   if (options.scenario === "latency") {
     const rate = options.rate ?? 5000;
     const seconds = options.seconds ?? 20;
@@ -291,6 +348,7 @@ function round(x: number): number {
 /** The default matrix: both stores, three scenarios, and COPY vs INSERT at 200,000 events. */
 export const INGEST_BENCH_MATRIX: IngestBenchOptions[] = [
   { store: "postgres", scenario: "throughput" },
+  { store: "postgres", scenario: "socket" },
   { store: "postgres", scenario: "latency" },
   { store: "postgres", scenario: "replay" },
   { store: "postgres", scenario: "throughput", strategy: "copy", events: 200_000 },

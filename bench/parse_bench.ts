@@ -7,6 +7,7 @@
  * @module
  */
 import { eventBlock } from "./event_stream.ts";
+import { serveStream } from "./stream_server.ts";
 
 /** One client's result. */
 export interface ParseResult {
@@ -19,37 +20,6 @@ export interface ParseResult {
 }
 
 const EVENTS_PER_BLOCK = 1000;
-
-/** Serves one connection: waits for a Login, answers it, then writes `blocks` blocks. */
-async function serveStream(listener: Deno.Listener, blocks: number, block: Uint8Array) {
-  const conn = await listener.accept();
-  const buf = new Uint8Array(4096);
-  const decoder = new TextDecoder();
-  let seen = "";
-  while (!/Action: Login[\s\S]*?\r?\n\r?\n/i.test(seen)) {
-    const n = await conn.read(buf);
-    if (n === null) return;
-    seen += decoder.decode(buf.subarray(0, n));
-  }
-  const id = /ActionID: (.*)\r?\n/i.exec(seen)?.[1] ?? "";
-  await writeAll(
-    conn,
-    new TextEncoder().encode(
-      `Asterisk Call Manager/9.0.0\r\nResponse: Success\r\nActionID: ${id}\r\nMessage: Authentication accepted\r\n\r\n`,
-    ),
-  );
-  for (let i = 0; i < blocks; i++) await writeAll(conn, block);
-  // Keep the socket open until the client has counted everything and closes.
-  while ((await conn.read(buf).catch(() => null)) !== null) { /* drain */ }
-  try {
-    conn.close();
-  } catch { /* closed by the peer */ }
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array) {
-  let offset = 0;
-  while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
-}
 
 async function runClient(
   cmd: string,
