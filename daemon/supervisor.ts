@@ -26,6 +26,7 @@ import { type AmiMessage, headersToFields, headerValue } from "../dami/message.t
 import type { ActionConfig, ServerConfig } from "./config.ts";
 import { uuidv7 } from "./ids.ts";
 import type { DaemonMetrics } from "./metrics.ts";
+import type { ActionRunStatus, SessionEnd, SessionStart } from "./ingest_record.ts";
 
 /** How reconnect delays grow: `initialMs x multiplier^attempt`, at most `maxMs`. */
 export interface ReconnectPolicy {
@@ -66,27 +67,8 @@ export function reconnectDelay(
   return Math.floor(random() * ceiling);
 }
 
-/** A row of `ami_sessions` when the session starts. */
-export interface SessionStart {
-  id: string;
-  server: string;
-  connectedAt: Date;
-  banner: string | null;
-  host: string;
-  port: number;
-}
-
-/** The closing facts of an `ami_sessions` row. */
-export interface SessionEnd {
-  id: string;
-  server: string;
-  disconnectedAt: Date;
-  reason: string;
-  eventCount: number;
-}
-
-/** Outcome of an action run, as stored in `action_runs.status`. */
-export type ActionRunStatus = "ok" | "error" | "timeout" | "not_connected";
+// The records are the ingest pipeline's own types: one definition of each row.
+export type { ActionRunStatus, SessionEnd, SessionStart };
 
 /** A row of `action_runs`. */
 export interface ActionRunRecord {
