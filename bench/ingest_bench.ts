@@ -141,6 +141,29 @@ async function withStore<T>(
   }
 }
 
+/** An Ingest whose `done` settles once `total` events are committed. */
+async function openCounting(
+  store: Store,
+  dataDir: string,
+  total: number,
+  strategy: WriteStrategy,
+  maxBatch: number | undefined,
+): Promise<{ ingest: Ingest; done: Promise<void> }> {
+  let committed = 0;
+  const done = Promise.withResolvers<void>();
+  const ingest = await Ingest.open({
+    store,
+    dataDir,
+    strategy,
+    maxBatch,
+    onCommitted: (receivedAt) => {
+      committed += receivedAt.length;
+      if (committed >= total) done.resolve();
+    },
+  });
+  return { ingest, done: done.promise };
+}
+
 /** Runs one scenario in this process and returns its figures. */
 export async function runIngestBench(options: IngestBenchOptions): Promise<IngestBenchResult> {
   const strategy = options.strategy ?? "copy";
@@ -154,19 +177,13 @@ export async function runIngestBench(options: IngestBenchOptions): Promise<Inges
   if (options.scenario === "throughput") {
     const events = options.events ?? 1_000_000;
     return await withStore(options.store, async (store, dataDir) => {
-      let committed = 0;
-      let allCommitted: () => void = () => {};
-      const done = new Promise<void>((resolve) => allCommitted = resolve);
-      const ingest = await Ingest.open({
+      const { ingest, done } = await openCounting(
         store,
         dataDir,
+        events,
         strategy,
-        maxBatch: options.maxBatch,
-        onCommitted: (receivedAt) => {
-          committed += receivedAt.length;
-          if (committed >= events) allCommitted();
-        },
-      });
+        options.maxBatch,
+      );
       const session = uuidv7();
       const parser = new AmiParser({ expectBanner: false });
       const stall = stallMeter();
@@ -198,19 +215,13 @@ export async function runIngestBench(options: IngestBenchOptions): Promise<Inges
     return await withStore(options.store, async (store, dataDir) => {
       const { blocks } = streamPlan(events);
       const total = blocks * 1000;
-      let committed = 0;
-      let allCommitted: () => void = () => {};
-      const done = new Promise<void>((resolve) => allCommitted = resolve);
-      const ingest = await Ingest.open({
+      const { ingest, done } = await openCounting(
         store,
         dataDir,
+        total,
         strategy,
-        maxBatch: options.maxBatch,
-        onCommitted: (receivedAt) => {
-          committed += receivedAt.length;
-          if (committed >= total) allCommitted();
-        },
-      });
+        options.maxBatch,
+      );
       const server = new Deno.Command(Deno.execPath(), {
         args: ["run", "-A", new URL("./stream_server.ts", import.meta.url).pathname, String(total)],
         stdout: "piped",
