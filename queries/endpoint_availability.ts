@@ -10,6 +10,7 @@ import { sql } from "drizzle-orm";
 import { endpointStatus } from "../schema/mod.ts";
 import { selectRows, type SqlExecutor } from "./db.ts";
 import {
+  ENDPOINT_PARAM,
   type QueryDefinition,
   RANGE_PARAMS,
   rangeArgs,
@@ -78,11 +79,7 @@ export async function endpointAvailability(
 export const endpointAvailabilityQuery: QueryDefinition = {
   name: "endpoint-availability",
   description: "per endpoint and day: % of observed time reachable (from polls and status events)",
-  params: [...RANGE_PARAMS, {
-    name: "endpoint",
-    kind: "text",
-    description: "only this endpoint, e.g. SIP/6001",
-  }],
+  params: [...RANGE_PARAMS, ENDPOINT_PARAM],
   columns: ["day", "endpoint", "up_pct", "up_s", "down_s", "samples"],
   run: (db, args) =>
     endpointAvailability(db, { ...rangeArgs(args), endpoint: args.endpoint as string | undefined }),

@@ -9,6 +9,7 @@ import { sql } from "drizzle-orm";
 import { endpointStatus } from "../schema/mod.ts";
 import { selectRows, type SqlExecutor } from "./db.ts";
 import {
+  ENDPOINT_PARAM,
   localTime,
   type QueryDefinition,
   RANGE_PARAMS,
@@ -82,11 +83,7 @@ export async function endpointOutages(
 export const endpointOutagesQuery: QueryDefinition = {
   name: "endpoint-outages",
   description: "intervals each endpoint was unreachable, with duration",
-  params: [...RANGE_PARAMS, {
-    name: "endpoint",
-    kind: "text",
-    description: "only this endpoint, e.g. SIP/6001",
-  }],
+  params: [...RANGE_PARAMS, ENDPOINT_PARAM],
   columns: ["server", "endpoint", "down_from", "down_until", "duration_s", "samples"],
   run: (db, args) =>
     endpointOutages(db, { ...rangeArgs(args), endpoint: args.endpoint as string | undefined }),

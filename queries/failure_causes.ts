@@ -9,6 +9,7 @@ import { sql } from "drizzle-orm";
 import { callLegs } from "../schema/mod.ts";
 import { selectRows, type SqlExecutor } from "./db.ts";
 import {
+  ENDPOINT_PARAM,
   type QueryDefinition,
   RANGE_PARAMS,
   rangeArgs,
@@ -62,7 +63,7 @@ export async function failureCauses(
 export const failureCausesQuery: QueryDefinition = {
   name: "failure-causes",
   description: "failed legs by endpoint, hangup cause and dial status",
-  params: [...RANGE_PARAMS, { name: "endpoint", kind: "text", description: "only this endpoint" }],
+  params: [...RANGE_PARAMS, ENDPOINT_PARAM],
   columns: ["endpoint", "cause", "cause_txt", "dial_status", "legs", "pct_of_endpoint"],
   run: (db, args) =>
     failureCauses(db, { ...rangeArgs(args), endpoint: args.endpoint as string | undefined }),

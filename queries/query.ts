@@ -89,6 +89,13 @@ export const RANGE_PARAMS: readonly ParamSpec[] = [
   },
 ];
 
+/** `--endpoint`: restricts a query to one endpoint. */
+export const ENDPOINT_PARAM: ParamSpec = {
+  name: "endpoint",
+  kind: "text",
+  description: "only this endpoint, e.g. SIP/6001",
+};
+
 /** The time zone to use, checked (an unknown name would fail inside SQL less clearly). */
 export function timeZone(tz: string | undefined): string {
   const zone = tz ?? "UTC";
