@@ -124,10 +124,17 @@ export class BatchWriter {
         banner: nullableText(s.banner),
         host: nullableText(s.host),
         port: s.port ?? null,
+        instance: nullableText(s.instance),
       };
       query = db.insert(amiSessions).values(row).onConflictDoUpdate({
         target: amiSessions.id,
-        set: { connectedAt: row.connectedAt, banner: row.banner, host: row.host, port: row.port },
+        set: {
+          connectedAt: row.connectedAt,
+          banner: row.banner,
+          host: row.host,
+          port: row.port,
+          instance: row.instance,
+        },
       });
     } else if (record.type === "session_end") {
       const s = record.session;

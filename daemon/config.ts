@@ -152,6 +152,16 @@ const databaseSchema = z.strictObject({
   ),
 }).prefault({});
 
+const clusterSchema = z.strictObject({
+  instance: z.string().min(1).max(200).regex(
+    /^[^\r\n\0]+$/,
+    "expected a name without CR, LF or NUL",
+  ).describe('This instance\'s name, unique in the fleet, e.g. "${HOSTNAME}".'),
+  leaseTtlMs: z.int().min(3000).max(300_000).default(15000).describe(
+    "How long a lease lasts without renewal; renewed every third of it. A server whose holder died is taken over after at most this long.",
+  ),
+});
+
 /** The zod definition of the whole file; the single source of the JSON Schema. */
 export const configSchema = z.strictObject({
   $schema: z.string().optional().describe("Path or URL of dami.config.schema.json, for editors."),
@@ -174,6 +184,9 @@ export const configSchema = z.strictObject({
       "Level per category: supervisor, scheduler, ingest, store, projections, http, client, demo.",
     ),
   }).prefault({}),
+  cluster: clusterSchema.optional().describe(
+    "Fleet mode: several instances share this config and one PostgreSQL; each server is recorded by one instance at a time, held by a lease.",
+  ),
   servers: z.array(serverSchema).min(1).describe("The Asterisk servers to record."),
   actions: z.array(actionSchema).default([]).describe(
     "Actions run on a schedule and/or at every connection; recorded in action_runs.",
@@ -370,6 +383,14 @@ export function parseConfig(
     throw new ConfigError(file, problems);
   }
   const config = result.data;
+  if (config.cluster !== undefined && !(config.database.url || env.DATABASE_URL)) {
+    throw new ConfigError(file, [{
+      path: "cluster",
+      ...locate(["cluster"]),
+      message:
+        "fleet mode needs a shared PostgreSQL (database.url or DATABASE_URL); the embedded store is single-instance",
+    }]);
+  }
   const base = dirname(resolve(file));
   if (!isAbsolute(config.dataDir)) config.dataDir = join(base, config.dataDir);
   for (const server of config.servers) {

@@ -9,6 +9,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { Ingest } from "./ingest.ts";
+import type { FleetStatus } from "./fleet.ts";
 import type { DaemonMetrics } from "./metrics.ts";
 import type { Store } from "./store.ts";
 import type { SupervisorStatus } from "./supervisor.ts";
@@ -78,6 +79,8 @@ export interface HttpOptions {
   storeHealth: () => StoreHealth | Promise<StoreHealth>;
   /** What `/metrics` renders. */
   metrics: DaemonMetrics;
+  /** Fleet mode: the leases this instance holds (absent or undefined when alone). */
+  fleet?: () => FleetStatus | undefined;
 }
 
 /** The body of `/healthz`. */
@@ -87,6 +90,8 @@ export interface HealthReport {
   reasons: string[];
   servers: SupervisorStatus[];
   store: StoreHealth;
+  /** Fleet mode: this instance's leases. */
+  cluster?: FleetStatus;
 }
 
 /** A running HTTP server. */
@@ -121,7 +126,11 @@ export async function healthReport(options: Omit<HttpOptions, "listen">): Promis
       `the store is not writable${store.reason === undefined ? "" : `: ${store.reason}`}`,
     );
   }
-  return { status: reasons.length === 0 ? "ok" : "unhealthy", reasons, servers, store };
+  const cluster = options.fleet?.();
+  if (cluster?.lastError !== undefined) {
+    reasons.push(`leases cannot be renewed: ${cluster.lastError}`);
+  }
+  return { status: reasons.length === 0 ? "ok" : "unhealthy", reasons, servers, store, cluster };
 }
 
 /** Starts the HTTP server. */

@@ -17,6 +17,8 @@ export interface SessionStart {
   banner?: string | null;
   host?: string | null;
   port?: number | null;
+  /** The daemon instance that holds the session (fleet mode). */
+  instance?: string | null;
 }
 
 /** A session ended: completes its `ami_sessions` row. */

@@ -22,6 +22,7 @@ import { parseArgs } from "node:util";
 import { actionTargets, ConfigError, type DamiConfig, loadConfig } from "./config.ts";
 import { demoConfig, SimulatedPbx } from "./demo.ts";
 import { type HttpServer, startHttp, storeHealthOf } from "./http.ts";
+import { Fleet } from "./fleet.ts";
 import { Ingest } from "./ingest.ts";
 import { registerSecret, setupLogging, shutdownLogging } from "./log.ts";
 import { DaemonMetrics } from "./metrics.ts";
@@ -136,21 +137,34 @@ export async function main(args: string[]): Promise<number> {
   });
   metrics.watchIngest(() => ingest.stats());
 
-  const supervisors = config.servers.map((server) =>
-    new Supervisor({
-      server,
-      recorder: ingest,
-      onConnect: config.actions.filter((a) =>
-        a.onConnect && actionTargets(a, config).includes(server.name)
-      ),
-      metrics,
-      caCerts: caCerts.get(server.name),
-    })
-  );
+  const fleet = new Fleet({
+    servers: config.servers,
+    cluster: config.cluster,
+    db: store.db,
+    registry: metrics.registry,
+    supervise: (server) =>
+      new Supervisor({
+        server,
+        recorder: ingest,
+        onConnect: config.actions.filter((a) =>
+          a.onConnect && actionTargets(a, config).includes(server.name)
+        ),
+        metrics,
+        caCerts: caCerts.get(server.name),
+        instance: config.cluster?.instance,
+      }),
+  });
+  const supervisors = fleet.supervisors;
   const storeHealth = storeHealthOf(store, ingest);
   let http: HttpServer;
   try {
-    http = startHttp({ listen: config.http.listen, servers: supervisors, storeHealth, metrics });
+    http = startHttp({
+      listen: config.http.listen,
+      servers: supervisors,
+      storeHealth,
+      metrics,
+      fleet: () => fleet.status,
+    });
   } catch (error) {
     if (pbx !== undefined && error instanceof Deno.errors.AddrInUse) {
       // The demo must just work: another program has the port, take any free one.
@@ -172,8 +186,8 @@ export async function main(args: string[]): Promise<number> {
     }
   }
   const scheduler = new Scheduler();
-  for (const supervisor of supervisors) supervisor.start();
-  scheduler.start(config.actions, supervisors);
+  fleet.start();
+  scheduler.start(config.actions, fleet.runners);
 
   const projector: Projector = startProjector(store);
   const announcer = pbx === undefined
@@ -194,7 +208,7 @@ export async function main(args: string[]): Promise<number> {
     await step("schedules stopped", () => scheduler.stop());
     // Logoff first: the session end is recorded before the ingest pipeline closes.
     await Promise.all([
-      step("servers logged off", () => Promise.all(supervisors.map((s) => s.stop()))),
+      step("servers logged off", () => fleet.stop()),
       // A batch still running is rolled back when the store closes; it is redone at start.
       step("projector stopped", () => within(projector.stop(), 3000)),
       step("HTTP closed", () => http.close()),

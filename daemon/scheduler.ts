@@ -20,8 +20,11 @@ import type { ActionRunRecord } from "./supervisor.ts";
 export interface ActionRunner {
   /** The server's name. */
   readonly name: string;
-  /** Runs the action now and records it; never throws. */
-  runAction(action: ActionConfig): Promise<ActionRunRecord>;
+  /**
+   * Runs the action now and records it; never throws. Resolves to nothing when this
+   * instance does not hold the server (fleet mode: its holder runs the schedule).
+   */
+  runAction(action: ActionConfig): Promise<ActionRunRecord | undefined>;
 }
 
 /** Runs the configured actions on their schedules. */

@@ -143,6 +143,8 @@ export interface SupervisorOptions {
   random?: () => number;
   /** Observer of what happens. */
   onEvent?: (event: SupervisorEvent) => void;
+  /** This daemon instance's name, recorded with each session (fleet mode). */
+  instance?: string;
 }
 
 /** The live connection and what is known about it. */
@@ -181,8 +183,11 @@ export class Supervisor {
   #stopping = false;
   #wake: (() => void) | undefined;
   #onConnectRuns = new Set<Promise<unknown>>();
+  #instance: string | undefined;
+  #stopReason = "stopped: the daemon is shutting down (Logoff sent)";
 
   constructor(options: SupervisorOptions) {
+    this.#instance = options.instance;
     this.#server = options.server;
     this.name = options.server.name;
     this.#recorder = options.recorder;
@@ -237,15 +242,19 @@ export class Supervisor {
    * Stops: no more pings or reconnects; the session is ended with Logoff (waiting at
    * most `timeoutMs` for Asterisk's Goodbye) and recorded.
    */
-  async stop(timeoutMs = 2000): Promise<void> {
+  async stop(
+    timeoutMs = 2000,
+    reason = "stopped: the daemon is shutting down (Logoff sent)",
+  ): Promise<void> {
     if (this.#stopping) return await this.#loop;
     this.#stopping = true;
+    this.#stopReason = reason;
     this.#keepalive?.stop();
     this.#wake?.();
     this.#connecting?.close();
     const current = this.#current;
     if (current !== undefined) {
-      current.endReason = "stopped: the daemon is shutting down (Logoff sent)";
+      current.endReason = reason;
       await current.dami.logoff({ timeoutMs });
     }
     // A connect or login still in flight (up to connectTimeoutMs) is not waited for.
@@ -387,6 +396,7 @@ export class Supervisor {
         banner: dami.banner ?? null,
         host: server.host,
         port: server.port,
+        instance: this.#instance ?? null,
       });
     };
     const received = this.#metrics?.eventsReceived.labels({ server: this.name });
@@ -457,7 +467,7 @@ export class Supervisor {
     const connectedAt = new Date();
     const current: Current = { dami, sessionId, connectedAt, missed: 0, shutdown };
     if (this.#stopping) {
-      current.endReason = "stopped: the daemon is shutting down (Logoff sent)";
+      current.endReason = this.#stopReason;
       this.#current = current;
       await dami.logoff({ timeoutMs: 1000 });
     } else {

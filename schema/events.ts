@@ -34,6 +34,8 @@ export const amiSessions = pgTable("ami_sessions", {
   port: integer("port"),
   /** Number of events received in the session, set when it ends. */
   eventCount: bigint("event_count", { mode: "number" }),
+  /** The daemon instance that held the session (fleet mode's `cluster.instance`). */
+  instance: text("instance"),
 }, (t) => [
   index("ami_sessions_server_connected_idx").on(t.server, t.connectedAt),
 ]);

@@ -6,3 +6,4 @@
  */
 export * from "./events.ts";
 export * from "./projections.ts";
+export * from "./cluster.ts";
