@@ -22,9 +22,10 @@
  * its database is back (exactly once, keyed by its own session).
  *
  * Fair spread: each instance heartbeats a `cluster_instances` row; with N live
- * instances and S servers, an instance takes leases while it holds fewer than
- * ceil(S/N) and gives back (Logoff first, then expiry set to now) what it holds above
- * that, so a new instance gets its share within a lease period. Each instance prefers
+ * instances and S servers, each computes the same shares (floor(S/N), one more for the
+ * first S mod N instances by name: never above ceil(S/N)), takes leases while it holds
+ * fewer than its share and gives back (Logoff first, then expiry set to now) what it
+ * holds above it, so a new instance gets its share within a lease period. Each instance prefers
  * the servers that hash highest with its name (rendezvous hashing), so the spread is
  * stable across restarts. A graceful stop releases every lease at once.
  *
@@ -245,14 +246,14 @@ export class Fleet<S extends FleetSupervisor> {
           await this.#release(name, "lost", 1000, false);
         }
       }
-      const [{ n }] = await within(
-        this.#sql<{ n: number }>(sql`select count(*)::int as n from ${clusterInstances}
-          where expires_at > now()`),
+      const live = await within(
+        this.#sql<{ instance: string }>(sql`select instance from ${clusterInstances}
+          where expires_at > now() order by instance`),
         limit,
       );
-      this.#instances = Math.max(1, n);
+      this.#instances = Math.max(1, live.length);
       const servers = this.#options.servers;
-      const share = Math.ceil(servers.length / this.#instances);
+      const share = fairShare(servers.length, live.map((r) => r.instance), instance);
       const preferred = [...servers].sort((a, b) =>
         rendezvous(instance, b.name) - rendezvous(instance, a.name)
       );
@@ -289,6 +290,11 @@ export class Fleet<S extends FleetSupervisor> {
           epoch: row.epoch,
         });
         this.#hold(server, acquiredSentAt);
+      }
+      if (this.#lastError !== undefined) {
+        this.#log.info("lease rounds succeed again; holding {held}", {
+          held: [...this.#held.keys()].sort().join(", ") || "nothing",
+        });
       }
       this.#lastRenewal = new Date();
       this.#lastError = undefined;
@@ -370,6 +376,18 @@ export class Fleet<S extends FleetSupervisor> {
   #sql<Row = Record<string, unknown>>(query: ReturnType<typeof sql>): Promise<Row[]> {
     return selectRows<Row>(this.#options.db!, query);
   }
+}
+
+/**
+ * How many of `servers` servers `instance` should hold among the `live` instances (sorted
+ * by name): floor(S/N), plus one for the first S mod N instances, so that the shares add
+ * up to S exactly and every instance agrees on them without talking to the others.
+ */
+export function fairShare(servers: number, live: readonly string[], instance: string): number {
+  const n = Math.max(1, live.length);
+  const index = live.indexOf(instance);
+  const rank = index < 0 ? n - 1 : index; // not yet seen by itself: assume the last
+  return Math.floor(servers / n) + (rank < servers % n ? 1 : 0);
 }
 
 /** A stable pseudo-random weight of (instance, server): FNV-1a over both names, mixed. */

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { sql } from "drizzle-orm";
 import type { ActionConfig, ServerConfig } from "../daemon/config.ts";
-import { Fleet, type FleetSupervisor, rendezvous } from "../daemon/fleet.ts";
+import { fairShare, Fleet, type FleetSupervisor, rendezvous } from "../daemon/fleet.ts";
 import { openStore, type Store } from "../daemon/store.ts";
 import type { ActionRunRecord, SupervisorStatus } from "../daemon/supervisor.ts";
 import { selectRows } from "../queries/db.ts";
@@ -259,4 +259,16 @@ Deno.test("alone (no cluster), every configured server is recorded, and stop end
   await fleet.stop();
   assert.equal(recording(log).size, 0);
   assert.ok(log.every((i) => i.reason?.includes("shutting down")));
+});
+
+Deno.test("fair shares add up to the servers and differ by at most one", () => {
+  for (let servers = 0; servers <= 12; servers++) {
+    for (let n = 1; n <= 5; n++) {
+      const live = Array.from({ length: n }, (_, i) => `i${i}`);
+      const shares = live.map((name) => fairShare(servers, live, name));
+      assert.equal(shares.reduce((a, b) => a + b, 0), servers);
+      assert.ok(Math.max(...shares) <= Math.ceil(servers / n));
+      assert.ok(Math.max(...shares) - Math.min(...shares) <= 1);
+    }
+  }
 });
