@@ -117,9 +117,9 @@ Deno.test("fleet: share, graceful handover, fencing on a database cut, takeover 
       (await sql`select 1 from ami_sessions where instance = 'a' and disconnected_at is null`)
         .length;
     // a's session ends are in its spool (its database is gone); the PBXs see the Logoff.
-    await until("a's PBX sessions are closed", async () => {
+    await until("a's PBX sessions are closed", () => {
       const open = pbxs.reduce((n, p) => n + p.openSessions.length, 0);
-      return open === SERVERS - aHeld;
+      return Promise.resolve(open === SERVERS - aHeld);
     }, TTL);
     const fencedMs = Date.now() - cutAt;
     assert.ok(fencedMs < expires_ms, `fenced after ${fencedMs} ms, lease left ${expires_ms} ms`);
