@@ -2,15 +2,18 @@
  * `deno task bench`: every benchmark, one after the other, each heavy part in its own
  * process. Prints one JSON object per figure on stdout (progress on stderr).
  *
- * Usage: deno task bench [parse|ingest|projections ...]   (default: all three)
+ * Usage: deno task bench [parse|ingest|projections|fleet ...]   (default: all)
  *
  * @module
  */
 import { parseBench } from "./parse_bench.ts";
 import { runIngestBenchSuite } from "./ingest_bench.ts";
 import { runProjectionsBench } from "./projections_bench.ts";
+import { runFleetBench } from "./fleet_bench.ts";
 
-const wanted = new Set(Deno.args.length > 0 ? Deno.args : ["parse", "ingest", "projections"]);
+const wanted = new Set(
+  Deno.args.length > 0 ? Deno.args : ["parse", "ingest", "projections", "fleet"],
+);
 const cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
 console.error(
   `machine: ${navigator.hardwareConcurrency} cores (${cpu}), ${
@@ -37,5 +40,11 @@ if (wanted.has("projections")) {
   const report = await runProjectionsBench();
   for (const figure of report.figures) {
     console.log(JSON.stringify({ bench: "projections", events: report.events, ...figure }));
+  }
+}
+if (wanted.has("fleet")) {
+  console.error("fleet: 100 PBXs x 50 events/s through 2 instances; kill -9 one");
+  for (const figure of await runFleetBench()) {
+    console.log(JSON.stringify({ bench: "fleet", ...figure }));
   }
 }

@@ -62,6 +62,11 @@ export class DaemonProcess {
     }
   }
 
+  /** The process id. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
   kill(signal: Deno.Signal): void {
     this.#child.kill(signal);
   }
