@@ -7,7 +7,12 @@
  */
 import assert from "node:assert/strict";
 import { sql } from "drizzle-orm";
-import type { ActionConfig, ServerConfig } from "../daemon/config.ts";
+import {
+  type ActionConfig,
+  ConfigError,
+  parseConfig,
+  type ServerConfig,
+} from "../daemon/config.ts";
 import { fairShare, Fleet, type FleetSupervisor, rendezvous } from "../daemon/fleet.ts";
 import { openStore, type Store } from "../daemon/store.ts";
 import type { ActionRunRecord, SupervisorStatus } from "../daemon/supervisor.ts";
@@ -271,4 +276,30 @@ Deno.test("fair shares add up to the servers and differ by at most one", () => {
       assert.ok(Math.max(...shares) - Math.min(...shares) <= 1);
     }
   }
+});
+
+Deno.test("cluster with the embedded store is refused, naming the field; with PostgreSQL it loads", () => {
+  const text = JSON.stringify({
+    cluster: { instance: "${HOSTNAME}" },
+    servers: [{ name: "pbx1", host: "127.0.0.1", username: "dami", secret: "s" }],
+  });
+  assert.throws(
+    () => parseConfig(text, "/etc/dami/dami.config.jsonc", { env: { HOSTNAME: "host1" } }),
+    (error: Error) =>
+      error instanceof ConfigError &&
+      /cluster: fleet mode needs a shared PostgreSQL/.test(error.message),
+  );
+  const config = parseConfig(text, "/etc/dami/dami.config.jsonc", {
+    env: { HOSTNAME: "host1", DATABASE_URL: "postgres://dami@db/dami" },
+  });
+  assert.deepEqual(config.cluster, { instance: "host1", leaseTtlMs: 15000 });
+  assert.throws(
+    () =>
+      parseConfig(
+        JSON.stringify({ ...JSON.parse(text), cluster: { instance: "a", leaseTtlMs: 500 } }),
+        "/etc/dami/dami.config.jsonc",
+        { env: { DATABASE_URL: "postgres://dami@db/dami" } },
+      ),
+    /cluster\.leaseTtlMs/,
+  );
 });
