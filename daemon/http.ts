@@ -12,6 +12,7 @@ import type { Ingest } from "./ingest.ts";
 import type { DaemonMetrics } from "./metrics.ts";
 import type { Store } from "./store.ts";
 import type { SupervisorStatus } from "./supervisor.ts";
+import { serveWeb } from "./web.ts";
 
 /** Whether the store accepts writes now. */
 export interface StoreHealth {
@@ -150,7 +151,9 @@ export function startHttp(options: HttpOptions): HttpServer {
         headers: { "content-type": options.metrics.contentType },
       });
     }
-    return new Response("not found: try /healthz or /metrics\n", { status: 404 });
+    const file = await serveWeb(path, request.method);
+    if (file !== undefined) return file;
+    return new Response("not found: try /, /healthz or /metrics\n", { status: 404 });
   });
   const addr = server.addr as Deno.NetAddr;
   log.info("HTTP on http://{host}:{port} (/healthz, /metrics)", {
