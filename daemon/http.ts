@@ -13,6 +13,7 @@ import type { FleetStatus } from "./fleet.ts";
 import type { DaemonMetrics } from "./metrics.ts";
 import type { Store } from "./store.ts";
 import type { SupervisorStatus } from "./supervisor.ts";
+import { serveWeb } from "./web.ts";
 
 /** Whether the store accepts writes now. */
 export interface StoreHealth {
@@ -159,7 +160,9 @@ export function startHttp(options: HttpOptions): HttpServer {
         headers: { "content-type": options.metrics.contentType },
       });
     }
-    return new Response("not found: try /healthz or /metrics\n", { status: 404 });
+    const file = await serveWeb(path, request.method);
+    if (file !== undefined) return file;
+    return new Response("not found: try /, /healthz or /metrics\n", { status: 404 });
   });
   const addr = server.addr as Deno.NetAddr;
   log.info("HTTP on http://{host}:{port} (/healthz, /metrics)", {

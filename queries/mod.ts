@@ -25,7 +25,9 @@ import { longestCallsQuery } from "./longest_calls.ts";
 import { missedCallsQuery } from "./missed_calls.ts";
 import { peakConcurrencyQuery } from "./peak_concurrency.ts";
 import type { QueryDefinition } from "./query.ts";
+import { queueStatsQuery } from "./queue_stats.ts";
 import { queueSummaryQuery } from "./queue_summary.ts";
+import { agentPausesQuery } from "./agent_pauses.ts";
 import { transfersQuery } from "./transfers.ts";
 
 export { type AbandonWaitRow, abandonWaits, type AbandonWaitsParams } from "./abandon_waits.ts";
@@ -57,6 +59,13 @@ export { heatmap, type HeatmapRow } from "./heatmap.ts";
 export { type LongestCallRow, longestCalls, type LongestCallsParams } from "./longest_calls.ts";
 export { type MissedCallRow, missedCalls, type MissedCallsParams } from "./missed_calls.ts";
 export { peakConcurrency, type PeakConcurrencyRow } from "./peak_concurrency.ts";
+export {
+  queueStats,
+  type QueueStatsInterval,
+  type QueueStatsParams,
+  type QueueStatsRow,
+} from "./queue_stats.ts";
+export { type AgentPauseRow, agentPauses, type AgentPausesParams } from "./agent_pauses.ts";
 export { queueSummary, type QueueSummaryParams, type QueueSummaryRow } from "./queue_summary.ts";
 export { type TransferRow, transfers } from "./transfers.ts";
 export {
@@ -88,6 +97,8 @@ export const QUERIES: readonly QueryDefinition[] = [
   failureCausesQuery,
   transfersQuery,
   callsDuringGapsQuery,
+  queueStatsQuery,
+  agentPausesQuery,
 ];
 
 /** The query with this name, if any. */
