@@ -215,6 +215,7 @@ async function sessionsAndRunsAreUpserted(store: Store, dataDir: string): Promis
     disconnectReason: "eof",
     host: "10.0.0.9",
     port: 5038,
+    instance: null,
     eventCount: 1,
   });
   const runs = await store.db.select().from(actionRuns).where(sql`id = ${runId}`);

@@ -863,7 +863,7 @@ Deno.test("call-timeline shows one call's events in order, found by any of its u
   }
 });
 
-Deno.test("the registry holds the fifteen named queries of DESIGN.md", () => {
+Deno.test("the registry holds the fifteen named queries of DESIGN.md, then the dashboard's", () => {
   assert.deepEqual(QUERIES.map((q) => q.name), [
     "calls-per-day",
     "missed-calls",
@@ -880,6 +880,8 @@ Deno.test("the registry holds the fifteen named queries of DESIGN.md", () => {
     "failure-causes",
     "transfers",
     "calls-during-gaps",
+    "queue-stats",
+    "agent-pauses",
   ]);
   for (const q of QUERIES) {
     assert.ok(q.description.length > 0 && !q.description.includes("\n"), q.name);
@@ -958,7 +960,7 @@ Deno.test("deno task query prints a named query as CSV and lists every query", a
     );
     const list = await run("--list");
     assert.equal(list.code, 0);
-    assert.equal(list.stdout.trim().split("\n").length, 15);
+    assert.equal(list.stdout.trim().split("\n").length, QUERIES.length);
     const bad = await run("calls-per-day", "--database-url", store.url!, "--format", "xml");
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--format: "xml" is not one of table, csv, json/);
