@@ -57,10 +57,21 @@ export interface FleetOptions<S extends FleetSupervisor> {
   supervise: (server: ServerConfig) => S;
   /** Fleet mode: this instance's name and the lease length. Absent: hold every server. */
   cluster?: { instance: string; leaseTtlMs: number };
-  /** The shared database (fleet mode). */
-  db?: SqlExecutor;
+  /**
+   * Opens the lease connection (fleet mode). The fleet keeps its own connection so a
+   * renewal never waits behind the pool's queries, and replaces it after a failed round
+   * (a black-holed connection would otherwise hold every later statement).
+   */
+  connect?: () => LeaseConnection;
   /** Where the fleet's metrics are registered. */
   registry?: Registry;
+}
+
+/** A database connection for the lease rounds. */
+export interface LeaseConnection {
+  readonly db: SqlExecutor;
+  /** Closes it at once, abandoning any statement in flight. */
+  close(): Promise<void>;
 }
 
 /** What `/healthz` shows of the fleet. */
@@ -93,6 +104,7 @@ export class Fleet<S extends FleetSupervisor> {
   #fenceTimer: ReturnType<typeof setInterval> | undefined;
   #round: Promise<void> | undefined;
   #stopped = false;
+  #connection: LeaseConnection | undefined;
   #instances = 0;
   #lastRenewal: Date | undefined;
   #lastError: string | undefined;
@@ -104,7 +116,7 @@ export class Fleet<S extends FleetSupervisor> {
   } | undefined;
 
   constructor(options: FleetOptions<S>) {
-    if (options.cluster !== undefined && options.db === undefined) {
+    if (options.cluster !== undefined && options.connect === undefined) {
       throw new TypeError("fleet mode needs the shared database");
     }
     this.#options = options;
@@ -201,6 +213,7 @@ export class Fleet<S extends FleetSupervisor> {
         message: (error as Error).message,
       });
     }
+    this.#dropConnection();
   }
 
   #schedule(delay: number): void {
@@ -306,6 +319,7 @@ export class Fleet<S extends FleetSupervisor> {
       }
       this.#lastError = message;
       this.#metrics?.rounds.inc({ result: "failed" });
+      this.#dropConnection();
     }
     this.#metrics?.held.set(this.#held.size);
   }
@@ -374,7 +388,14 @@ export class Fleet<S extends FleetSupervisor> {
   }
 
   #sql<Row = Record<string, unknown>>(query: ReturnType<typeof sql>): Promise<Row[]> {
-    return selectRows<Row>(this.#options.db!, query);
+    this.#connection ??= this.#options.connect!();
+    return selectRows<Row>(this.#connection.db, query);
+  }
+
+  #dropConnection(): void {
+    const connection = this.#connection;
+    this.#connection = undefined;
+    connection?.close().catch(() => {});
   }
 }
 

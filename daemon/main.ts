@@ -16,13 +16,15 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { drizzle } from "drizzle-orm/postgres-js";
+import postgres from "postgres";
 import { sql } from "drizzle-orm";
 import { relative } from "node:path";
 import { parseArgs } from "node:util";
 import { actionTargets, ConfigError, type DamiConfig, loadConfig } from "./config.ts";
 import { demoConfig, SimulatedPbx } from "./demo.ts";
 import { type HttpServer, startHttp, storeHealthOf } from "./http.ts";
-import { Fleet } from "./fleet.ts";
+import { Fleet, type LeaseConnection } from "./fleet.ts";
 import { Ingest } from "./ingest.ts";
 import { registerSecret, setupLogging, shutdownLogging } from "./log.ts";
 import { DaemonMetrics } from "./metrics.ts";
@@ -140,7 +142,7 @@ export async function main(args: string[]): Promise<number> {
   const fleet = new Fleet({
     servers: config.servers,
     cluster: config.cluster,
-    db: store.db,
+    connect: () => leaseConnection(databaseUrl!),
     registry: metrics.registry,
     supervise: (server) =>
       new Supervisor({
@@ -310,6 +312,12 @@ function within(promise: Promise<unknown>, ms: number): Promise<unknown> {
   });
   return Promise.race([settled, new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
     .finally(() => clearTimeout(timer));
+}
+
+/** The fleet's own connection to the shared PostgreSQL (one, short timeouts). */
+function leaseConnection(url: string): LeaseConnection {
+  const client = postgres(url, { max: 1, connect_timeout: 2, onnotice: () => {} });
+  return { db: drizzle(client), close: () => client.end({ timeout: 0 }) };
 }
 
 function databasePassword(url: string): string | undefined {

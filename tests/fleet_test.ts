@@ -83,7 +83,7 @@ async function startInstance(
   const fleet = new Fleet<Recorder>({
     servers: configured,
     cluster: { instance: name, leaseTtlMs: TTL },
-    db: store.db,
+    connect: () => ({ db: store.db, close: () => Promise.resolve() }),
     supervise: (server) => new Recorder(server.name, name, log),
   });
   fleet.start();
