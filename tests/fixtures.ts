@@ -54,8 +54,21 @@ export const FIXTURE_NAMES = [
   "sip-calls",
 ] as const;
 
+/**
+ * Recordings of every kind of call with Asterisk's own `Cdr` events (see
+ * `tests/fixtures/README.md`), for the call-history tests; the protocol tests replay
+ * {@linkcode FIXTURE_NAMES} only.
+ */
+export const CALL_FIXTURE_NAMES = [
+  "calls-dial",
+  "calls-dialplan",
+  "calls-queue",
+  "calls-transfer",
+  "calls-originate",
+] as const;
+
 /** The name of a fixture file. */
-export type FixtureName = typeof FIXTURE_NAMES[number];
+export type FixtureName = typeof FIXTURE_NAMES[number] | typeof CALL_FIXTURE_NAMES[number];
 
 const encoder = new TextEncoder();
 const cache = new Map<string, Fixture>();

