@@ -17,11 +17,11 @@ import { headerValue } from "../dami/message.ts";
 import type { AmiMessage } from "../dami/message.ts";
 import { runProjectionsOnce } from "../daemon/projections/projector.ts";
 import { selectRows, type SqlDatabase, type SqlExecutor } from "../queries/db.ts";
-import { CALL_FIXTURE_NAMES, type FixtureName } from "./fixtures.ts";
+import { CALL_FIXTURE_NAMES, type CallFixtureName, type FixtureName } from "./fixtures.ts";
 import { loadFixtureEvents, openTestStore } from "./load_events.ts";
 
 /** Every recording that carries Asterisk's Cdr events. */
-const CDR_FIXTURES: readonly FixtureName[] = [
+const CDR_FIXTURES: readonly (FixtureName | CallFixtureName)[] = [
   "sip-calls",
   "queue-call",
   "originate-local",

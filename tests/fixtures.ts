@@ -67,8 +67,11 @@ export const CALL_FIXTURE_NAMES = [
   "calls-originate",
 ] as const;
 
-/** The name of a fixture file. */
-export type FixtureName = typeof FIXTURE_NAMES[number] | typeof CALL_FIXTURE_NAMES[number];
+/** The name of a protocol fixture file. */
+export type FixtureName = typeof FIXTURE_NAMES[number];
+
+/** The name of a call fixture file. */
+export type CallFixtureName = typeof CALL_FIXTURE_NAMES[number];
 
 const encoder = new TextEncoder();
 const cache = new Map<string, Fixture>();
@@ -81,7 +84,7 @@ function base64Bytes(b64: string): Uint8Array {
 }
 
 /** Reads and decodes `tests/fixtures/<name>.jsonl` (cached; treat the result as read-only). */
-export function loadFixture(name: FixtureName): Fixture {
+export function loadFixture(name: FixtureName | CallFixtureName): Fixture {
   const cached = cache.get(name);
   if (cached !== undefined) return cached;
   const text = Deno.readTextFileSync(new URL(`./fixtures/${name}.jsonl`, import.meta.url));

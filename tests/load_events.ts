@@ -20,7 +20,7 @@ import { type ColumnRecord, insertRecords } from "../daemon/projections/write.ts
 import { openStore } from "../daemon/store.ts";
 import type { SqlDatabase, SqlExecutor } from "../queries/db.ts";
 import { amiEvents, amiSessions } from "../schema/mod.ts";
-import { type FixtureName, loadFixture } from "./fixtures.ts";
+import { type CallFixtureName, type FixtureName, loadFixture } from "./fixtures.ts";
 import { createTestDatabase } from "./pg.ts";
 
 /** A migrated, throwaway database opened with the daemon's `openStore()`. */
@@ -76,7 +76,7 @@ export interface TimedMessage {
  * is placed on the events' own clock (first `Timestamp` minus its read offset), so list
  * items without a `Timestamp` get a consistent time.
  */
-export function fixtureEvents(name: FixtureName): TimedMessage[] {
+export function fixtureEvents(name: FixtureName | CallFixtureName): TimedMessage[] {
   const fixture = loadFixture(name);
   let readAt = 0;
   const parser = new AmiParser({ now: () => readAt });
@@ -146,7 +146,7 @@ export async function insertMessages(
 /** Stores a whole fixture as one session (see {@linkcode fixtureEvents}). */
 export async function loadFixtureEvents(
   db: SqlExecutor,
-  name: FixtureName,
+  name: FixtureName | CallFixtureName,
   options: LoadOptions = {},
 ): Promise<{ sessionId: string; messages: AmiMessage[] }> {
   const server = options.server ?? "pbx1";
