@@ -144,3 +144,42 @@ Deno.test("every call agrees with its caller's Cdr: disposition, duration and bi
     await store.close();
   }
 });
+
+Deno.test("each kind of call gets the disposition and billable seconds Asterisk's CDR rules give it", async () => {
+  const store = await openTestStore("cdr_kinds");
+  try {
+    await loadAll(store.db);
+    const calls = await projectedCalls(store.db);
+    const byKind = (server: string, dst: string) => {
+      const call = calls.find((c) => c.server === server && c.dst === dst);
+      assert.ok(call !== undefined, `${server} has a call to ${dst}`);
+      return [call.disposition, call.billsec_s, call.transferred];
+    };
+    const expected: [string, string, string, (string | number | boolean)[]][] = [
+      ["calls-dial", "300", "answered Dial", ["ANSWERED", 3, false]],
+      ["calls-dial", "301", "busy", ["BUSY", 0, false]],
+      // Refinement: the Cdr says FAILED (cause 34 without `congestion = yes`).
+      ["calls-dial", "302", "unreachable", ["CONGESTION", 0, false]],
+      // Refinement: the Cdr says NO ANSWER (without `canceldispositionenabled = yes`).
+      ["calls-dial", "303", "caller cancels while ringing", ["CANCEL", 0, false]],
+      ["calls-dialplan", "310", "IVR: Answer() then Wait()", ["ANSWERED", 2, false]],
+      // Two Cdr rows: BUSY (with billsec, the caller was up) then ANSWERED (Hangup()).
+      ["calls-dialplan", "311", "Answer(), busy Dial, Hangup()", ["ANSWERED", 1, false]],
+      ["calls-dialplan", "312", "Answer(), busy Dial, Wait()", ["ANSWERED", 2, false]],
+      // One Cdr row: NO ANSWER with 3 billable seconds (answered by the dialplan).
+      ["calls-dialplan", "313", "Answer(), Dial rings, caller hangs up", ["CANCEL", 3, false]],
+      ["calls-queue", "400", "queue answered", ["ANSWERED", 4, false]],
+      ["calls-queue", "401", "queue abandoned", ["CANCEL", 3, false]],
+      // Rows NO ANSWER (first member timed out) then ANSWERED: the call spans both.
+      ["calls-queue", "402", "queue answered by the second member", ["ANSWERED", 9, false]],
+      ["calls-transfer", "320", "blind transfer", ["ANSWERED", 8, true]],
+      ["calls-transfer", "321", "attended transfer", ["ANSWERED", 12, true]],
+      ["calls-originate", "300", "Originate into a Local channel", ["ANSWERED", 3, false]],
+    ];
+    for (const [server, dst, kind, want] of expected) {
+      assert.deepEqual(byKind(server, dst), want, kind);
+    }
+  } finally {
+    await store.close();
+  }
+});
