@@ -29,7 +29,7 @@ export interface EndpointAvailabilityRow {
   [column: string]: string | number | null;
   day: string;
   endpoint: string;
-  /** up / (up + down) × 100; null when the day had only unknown time. */
+  /** up / (up + down) × 100 (0 for a day spent down); null when the day had only unknown time. */
   up_pct: number | null;
   up_s: number;
   down_s: number;
@@ -64,7 +64,8 @@ export async function endpointAvailability(
           where e > s
         )
         select to_char(day, 'YYYY-MM-DD') as day, endpoint,
-          round((100 * sum(seconds) filter (where state in ('reachable', 'lagged'))
+          -- A filtered sum over no rows is null: an endpoint down all day is up 0 %.
+          round((100 * coalesce(sum(seconds) filter (where state in ('reachable', 'lagged')), 0)
             / nullif(sum(seconds) filter (where state in ('reachable', 'lagged', 'unreachable')), 0))::numeric, 2)::float8
             as up_pct,
           coalesce(sum(seconds) filter (where state in ('reachable', 'lagged')), 0)::int as up_s,
