@@ -50,7 +50,7 @@ import {
   type ProjectionEvent,
   toProjectionEvent,
 } from "./event.ts";
-import { type ColumnRecord, insertRecords, isoMicros, isoOrNull } from "./write.ts";
+import { insertRecords, type InsertRow, isoMicros, isoOrNull } from "./write.ts";
 
 /** The checkpoint row of the call-history projections. */
 export const CHECKPOINT_NAME = "call-history";
@@ -297,9 +297,9 @@ async function projectServerEvents(
   events: readonly ProjectionEvent[],
   checkpoint: bigint,
 ): Promise<number> {
-  const samples: ColumnRecord[] = [];
+  const samples: InsertRow<typeof endpointStatus>[] = [];
   const graph = new CallGraph();
-  const refs: ColumnRecord[] = [];
+  const refs: InsertRow<typeof projectionEventRefs>[] = [];
   const callEvents: { event: ProjectionEvent; node: string }[] = [];
 
   for (const ev of events) {
@@ -393,11 +393,11 @@ async function projectServerEvents(
   }
 
   const gaps = await sessionGaps(tx, server);
-  const callRecords: ColumnRecord[] = [];
-  const legRecords: ColumnRecord[] = [];
-  const queueRecords: ColumnRecord[] = [];
-  const attemptRecords: ColumnRecord[] = [];
-  const nodeRecords: ColumnRecord[] = [];
+  const callRecords: InsertRow<typeof calls>[] = [];
+  const legRecords: InsertRow<typeof callLegs>[] = [];
+  const queueRecords: InsertRow<typeof queueCalls>[] = [];
+  const attemptRecords: InsertRow<typeof queueAttempts>[] = [];
+  const nodeRecords: InsertRow<typeof projectionNodes>[] = [];
   const newCallIds: string[] = [];
   for (const [root, members] of graph.groups()) {
     const groupEvents = eventsByRoot.get(root);
@@ -439,10 +439,10 @@ async function projectServerEvents(
 function pushRecords(
   server: string,
   folded: FoldedCall,
-  callRecords: ColumnRecord[],
-  legRecords: ColumnRecord[],
-  queueRecords: ColumnRecord[],
-  attemptRecords: ColumnRecord[],
+  callRecords: InsertRow<typeof calls>[],
+  legRecords: InsertRow<typeof callLegs>[],
+  queueRecords: InsertRow<typeof queueCalls>[],
+  attemptRecords: InsertRow<typeof queueAttempts>[],
 ): void {
   const c = folded.call;
   callRecords.push({

@@ -16,24 +16,88 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | {
   [key: string]: JsonValue;
 };
 
-/** A row keyed by column name (as in the database). */
+/** A row keyed by column name (as in the database), untyped: checked when written. */
 export type ColumnRecord = Record<string, JsonValue>;
+
+type ColumnsOf<T extends PgTable> = T["_"]["columns"];
+type ColumnOf<T extends PgTable, K extends keyof ColumnsOf<T>> = ColumnsOf<T>[K]["_"];
+
+/** A column's value as the JSON parameter carries it (times as ISO text, bigints as text). */
+type JsonOf<D> = D extends Date ? string
+  : D extends bigint ? string
+  : D extends string ? D
+  : D extends number ? number
+  : D extends boolean ? boolean
+  : JsonValue;
+
+type ValueOf<T extends PgTable, K extends keyof ColumnsOf<T>> =
+  | JsonOf<ColumnOf<T, K>["data"]>
+  | (ColumnOf<T, K>["notNull"] extends true ? never : null);
+
+/**
+ * A row of `table` keyed by column name (as in the database), typed from the schema:
+ * every column without a default must be given (null where nullable), a misspelt or
+ * unknown column does not compile, and a value must fit its column's type.
+ */
+export type InsertRow<T extends PgTable> =
+  & {
+    [
+      K in keyof ColumnsOf<T> as ColumnOf<T, K>["hasDefault"] extends true ? never
+        : ColumnOf<T, K>["name"]
+    ]: ValueOf<T, K>;
+  }
+  & {
+    [
+      K in keyof ColumnsOf<T> as ColumnOf<T, K>["hasDefault"] extends true ? ColumnOf<T, K>["name"]
+        : never
+    ]?: ValueOf<T, K>;
+  };
 
 /** What to do with a row whose key exists. */
 export type OnConflict = "update" | "nothing";
 
+/** A record names a column `table` does not have: it would have been lost silently. */
+export class UnknownColumnError extends Error {
+  /** @param table the table's name; @param column the unknown key */
+  constructor(readonly table: string, readonly column: string) {
+    super(`table ${table} has no column "${column}"`);
+    this.name = "UnknownColumnError";
+  }
+}
+
 /**
  * Inserts `records` into `table`; columns missing from a record are null. `conflict`
- * names the key columns; `"update"` overwrites every other column.
+ * names the key columns; `"update"` overwrites every other column. Rows typed with
+ * {@linkcode InsertRow} are checked when compiled; any record naming a column the table
+ * lacks is refused with {@linkcode UnknownColumnError} before anything is written.
  */
+export async function insertRecords<T extends PgTable>(
+  tx: SqlExecutor,
+  table: T,
+  records: readonly InsertRow<T>[],
+  conflict: { columns: readonly (keyof InsertRow<T> & string)[]; action: OnConflict },
+): Promise<void>;
+/** Untyped rows (test and benchmark data built generically), checked at run time. */
 export async function insertRecords(
   tx: SqlExecutor,
   table: PgTable,
   records: readonly ColumnRecord[],
   conflict: { columns: readonly string[]; action: OnConflict },
+): Promise<void>;
+export async function insertRecords(
+  tx: SqlExecutor,
+  table: PgTable,
+  records: readonly Record<string, unknown>[],
+  conflict: { columns: readonly string[]; action: OnConflict },
 ): Promise<void> {
   if (records.length === 0) return;
   const config = getTableConfig(table);
+  const known = new Set(config.columns.map((c) => c.name));
+  for (const record of records) {
+    for (const key in record) {
+      if (!known.has(key)) throw new UnknownColumnError(config.name, key);
+    }
+  }
   const columns = config.columns.filter((c) =>
     // Generated (identity) and defaulted columns the records do not mention stay default.
     Object.hasOwn(records[0], c.name)
