@@ -1,14 +1,14 @@
 /**
  * `calls-during-gaps`: calls in progress while the daemon had no AMI session to their
  * server. Their records are partial (`calls.complete = false`): events during the gap
- * were never received. A gap runs from a session's end (or, if it never recorded one, its
- * last event) to the next session's start; after the last ended session it is open.
+ * were never received. What a gap is: `session_gaps.ts`.
  *
  * @module
  */
 import { sql } from "drizzle-orm";
-import { amiSessions, calls } from "../schema/mod.ts";
+import { calls } from "../schema/mod.ts";
 import { selectRows, type SqlExecutor } from "./db.ts";
+import { sessionGapsQuery } from "./session_gaps.ts";
 import {
   localTime,
   type QueryDefinition,
@@ -43,18 +43,7 @@ export async function callsDuringGaps(
   const server = params.server === undefined ? sql`true` : sql`s.server = ${params.server}`;
   return await selectRows<CallDuringGapRow>(
     db,
-    sql`with sessions as (
-          select s.server, s.connected_at, s.disconnected_at, s.disconnect_reason,
-            lead(s.connected_at) over (partition by s.server order by s.connected_at) as next_connected,
-            case when s.disconnected_at is null then (
-              select e.received_at from ami_events e where e.session_id = s.id order by e.seq desc limit 1
-            ) end as last_event_at
-          from ${amiSessions} s where ${server}
-        ), gaps as (
-          select server, coalesce(disconnected_at, last_event_at, connected_at) as gap_from,
-            next_connected as gap_until, disconnect_reason
-          from sessions where disconnected_at is not null or next_connected is not null
-        )
+    sql`with gaps as (${sessionGapsQuery(server)})
         select g.server, ${localTime(sql`g.gap_from`, tz)} as gap_from,
           ${localTime(sql`g.gap_until`, tz)} as gap_until, g.disconnect_reason, c.call_id,
           ${localTime(sql`c.started_at`, tz)} as started_at, ${
@@ -68,7 +57,7 @@ export async function callsDuringGaps(
             -- a call without an end belongs to the first gap after its start only
             select 1 from gaps g2 where g2.server = g.server and g2.gap_from >= c.started_at
               and g2.gap_from < g.gap_from))
-        where g.gap_until is distinct from g.gap_from and g.gap_from >= ${from} and g.gap_from < ${to}
+        where g.gap_from >= ${from} and g.gap_from < ${to}
         order by g.gap_from, c.started_at, c.call_id`,
   );
 }

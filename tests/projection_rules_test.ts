@@ -1,6 +1,6 @@
 /**
  * The small pure rules the projector is built from: uniqueid age, endpoint names, event
- * times, dispositions, session gaps, the call graph.
+ * times, dispositions, the call graph.
  */
 import assert from "node:assert/strict";
 import { CallGraph } from "../daemon/projections/call_graph.ts";
@@ -13,7 +13,6 @@ import {
   type ProjectionEvent,
   timestampMicros,
 } from "../daemon/projections/event.ts";
-import { gapsBetweenSessions } from "../daemon/projections/projector.ts";
 
 function event(name: string, headers: Record<string, string>): ProjectionEvent {
   const fields = new Map(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
@@ -126,23 +125,6 @@ Deno.test("chan_sip peer status text gives state and latency", () => {
   assert.deepEqual(parsePeerEntryStatus("UNREACHABLE"), { state: "unreachable", latencyMs: null });
   assert.deepEqual(parsePeerEntryStatus("Unmonitored"), { state: "unmonitored", latencyMs: null });
   assert.deepEqual(parsePeerEntryStatus("UNKNOWN"), { state: "unknown", latencyMs: null });
-});
-
-Deno.test("session gaps run from a disconnect to the next connect, open after the last", () => {
-  assert.deepEqual(
-    gapsBetweenSessions([
-      { connectedUs: 0, disconnectedUs: 100, lastEventUs: null },
-      // Crashed: no disconnect recorded, its last event at 300.
-      { connectedUs: 150, disconnectedUs: null, lastEventUs: 300 },
-      { connectedUs: 400, disconnectedUs: 500, lastEventUs: null },
-    ]),
-    [{ startUs: 100, endUs: 150 }, { startUs: 300, endUs: 400 }, {
-      startUs: 500,
-      endUs: Infinity,
-    }],
-  );
-  const live = { connectedUs: 0, disconnectedUs: null, lastEventUs: 50 };
-  assert.deepEqual(gapsBetweenSessions([live]), []);
 });
 
 Deno.test("the call graph joins everything linked, directly or not", () => {

@@ -27,7 +27,6 @@
 import { getLogger } from "@logtape/logtape";
 import { sql } from "drizzle-orm";
 import {
-  amiSessions,
   callLegs,
   calls,
   endpointStatus,
@@ -38,6 +37,7 @@ import {
   queueCalls,
 } from "../../schema/mod.ts";
 import { selectRows, type SqlDatabase, type SqlExecutor } from "../../queries/db.ts";
+import { sessionGapsQuery } from "../../queries/session_gaps.ts";
 import { CallGraph } from "./call_graph.ts";
 import { foldCall, type FoldedCall, type SessionGap } from "./call_fold.ts";
 import { endpointSamples } from "./endpoint_samples.ts";
@@ -552,51 +552,13 @@ async function selectEvents(
   );
 }
 
-/**
- * When the daemon had no session to `server`: from a session's end to the next session's
- * start, open-ended after the last session that ended. A session that never recorded its
- * end (the daemon crashed) ended, as far as anyone knows, at its last stored event.
- */
+/** When the daemon had no session to `server` (the rule: `queries/session_gaps.ts`). */
 async function sessionGaps(tx: SqlExecutor, server: string): Promise<SessionGap[]> {
-  const sessions = await selectRows<
-    { connected_us: number; disconnected_us: number | null; last_event_us: number | null }
-  >(
+  const gaps = await selectRows<{ from_us: number; until_us: number | null }>(
     tx,
-    sql`select floor(extract(epoch from s.connected_at) * 1000000)::float8 as connected_us,
-          floor(extract(epoch from s.disconnected_at) * 1000000)::float8 as disconnected_us,
-          case when s.disconnected_at is null then (
-            select floor(extract(epoch from e.received_at) * 1000000)::float8 from ami_events e
-            where e.session_id = s.id order by e.seq desc limit 1
-          ) end as last_event_us
-        from ${amiSessions} s where s.server = ${server} order by s.connected_at`,
+    sql`select floor(extract(epoch from gap_from) * 1000000)::float8 as from_us,
+          floor(extract(epoch from gap_until) * 1000000)::float8 as until_us
+        from (${sessionGapsQuery(sql`s.server = ${server}`)}) g order by gap_from`,
   );
-  return gapsBetweenSessions(sessions.map((s) => ({
-    connectedUs: s.connected_us,
-    disconnectedUs: s.disconnected_us,
-    lastEventUs: s.last_event_us,
-  })));
-}
-
-/** A session as {@linkcode gapsBetweenSessions} needs it (microseconds). */
-export interface SessionSpan {
-  connectedUs: number;
-  /** null when the session did not record its end (still connected, or crashed). */
-  disconnectedUs: number | null;
-  /** When its last event was received (null: none). */
-  lastEventUs: number | null;
-}
-
-/** The gaps between sessions sorted by connection time (see {@linkcode sessionGaps}). */
-export function gapsBetweenSessions(sessions: readonly SessionSpan[]): SessionGap[] {
-  const gaps: SessionGap[] = [];
-  for (let i = 0; i < sessions.length; i++) {
-    const session = sessions[i];
-    const next = sessions[i + 1];
-    // Still connected: no gap (yet).
-    if (session.disconnectedUs === null && next === undefined) continue;
-    const startUs = session.disconnectedUs ?? session.lastEventUs ?? session.connectedUs;
-    const endUs = next?.connectedUs ?? Infinity;
-    if (endUs > startUs) gaps.push({ startUs, endUs });
-  }
-  return gaps;
+  return gaps.map((g) => ({ startUs: g.from_us, endUs: g.until_us ?? Infinity }));
 }
