@@ -471,8 +471,9 @@ interface Attempt {
 
 /**
  * app_queue's events of one call → queue stays and member attempts. Units differ by event
- * (AMI-NOTES): QueueCallerAbandon `HoldTime`, AgentConnect `HoldTime`/`RingTime` and
- * AgentComplete `HoldTime`/`TalkTime` are seconds; AgentRingNoAnswer `RingTime` is ms.
+ * (apps/app_queue.c, Asterisk 20): QueueCallerAbandon `HoldTime` (`time(NULL) - qe->start`),
+ * AgentConnect `HoldTime` and `RingTime` (`(orig - to) / 1000`) and AgentComplete
+ * `HoldTime`/`TalkTime` are seconds; AgentRingNoAnswer `RingTime` (`rnatime`) is ms.
  */
 class QueueFold {
   #stays: QueueStay[] = [];
