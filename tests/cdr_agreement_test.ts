@@ -57,7 +57,10 @@ function cdrSeconds(text: string): number {
 function callerCdr(rows: readonly AmiMessage[]): CallerCdr {
   const h = (m: AmiMessage, key: string) => headerValue(m, key) ?? "";
   const ordered = [...rows].sort((a, b) => Number(h(a, "Sequence")) - Number(h(b, "Sequence")));
-  const withPartyB = ordered.filter((m) => h(m, "DestinationChannel") !== "");
+  // Not answered anywhere: the row with a party B that ended last (whole seconds, so ties
+  // go to the later Sequence), as a parallel Dial's rows end out of Sequence order.
+  const withPartyB = ordered.filter((m) => h(m, "DestinationChannel") !== "")
+    .sort((a, b) => cdrSeconds(h(a, "EndTime")) - cdrSeconds(h(b, "EndTime")));
   const disposition = ordered.some((m) => h(m, "Disposition") === "ANSWERED")
     ? "ANSWERED"
     : h((withPartyB.length > 0 ? withPartyB : ordered).at(-1)!, "Disposition");
@@ -139,7 +142,7 @@ Deno.test("every call agrees with its caller's Cdr: disposition, duration and bi
     const callIds = new Set(calls.map((c) => `${c.server} ${c.call_id}`));
     assert.deepEqual([...callers].filter((c) => !callIds.has(c)), []);
     assert.equal(compared, callers.size);
-    assert.equal(compared, 18); // every caller of the eight recordings
+    assert.equal(compared, 20); // every caller of the nine recordings
   } finally {
     await store.close();
   }
@@ -162,6 +165,9 @@ Deno.test("each kind of call gets the disposition and billable seconds Asterisk'
       ["calls-dial", "302", "unreachable", ["CONGESTION", 0, false]],
       // Refinement: the Cdr says NO ANSWER (without `canceldispositionenabled = yes`).
       ["calls-dial", "303", "caller cancels while ringing", ["CANCEL", 0, false]],
+      ["calls-parallel", "304", "parallel Dial, one answers", ["ANSWERED", 3, false]],
+      // Rows NO ANSWER (ended last, after 3 s of ringing) and BUSY (at once).
+      ["calls-parallel", "305", "parallel Dial, busy and rings out", ["NO ANSWER", 0, false]],
       ["calls-dialplan", "310", "IVR: Answer() then Wait()", ["ANSWERED", 2, false]],
       // Two Cdr rows: BUSY (with billsec, the caller was up) then ANSWERED (Hangup()).
       ["calls-dialplan", "311", "Answer(), busy Dial, Hangup()", ["ANSWERED", 1, false]],

@@ -61,6 +61,7 @@ export const FIXTURE_NAMES = [
  */
 export const CALL_FIXTURE_NAMES = [
   "calls-dial",
+  "calls-parallel",
   "calls-dialplan",
   "calls-queue",
   "calls-transfer",

@@ -65,7 +65,7 @@ export interface CallerCdrSummary {
   answerUs?: number;
   /** The last record's end (undefined while a record is open). */
   endUs?: number;
-  /** `ANSWERED` when any record is, else the last posted record's; undefined while open. */
+  /** `ANSWERED` when any record is, else the last-ended posted record's; undefined while open. */
   disposition?: Disposition;
   /** Whether a record is (or, finalized now, would be) `ANSWERED`: for calls in progress. */
   connected: boolean;
@@ -171,8 +171,8 @@ export class CallerCdr {
   /**
    * The call as party A's records span it: from the first record's start to the last
    * one's end, answered at the first answer, `ANSWERED` when any record is, else the
-   * disposition of the last record Asterisk posts by default (one with a party B), else
-   * of the last record.
+   * disposition of the record with a party B that ended last (the rows Asterisk posts by
+   * default; ties go to the later record), else of the last record.
    */
   summary(): CallerCdrSummary | undefined {
     const records = this.#records;
@@ -183,8 +183,12 @@ export class CallerCdr {
     let disposition: Disposition | undefined;
     if (records.some((r) => r.disposition === "ANSWERED")) disposition = "ANSWERED";
     else {
-      const posted = records.filter((r) => r.partyB !== undefined);
-      disposition = (posted[posted.length - 1] ?? last).disposition;
+      // The attempt that finished last: a parallel Dial's rows end out of Sequence order.
+      let final: CdrRecord | undefined;
+      for (const r of records) {
+        if (r.partyB !== undefined && (final === undefined || r.endUs! >= final.endUs!)) final = r;
+      }
+      disposition = (final ?? last).disposition;
     }
     return {
       connected: records.some((r) =>
