@@ -142,7 +142,7 @@ Deno.test("every call agrees with its caller's Cdr: disposition, duration and bi
     const callIds = new Set(calls.map((c) => `${c.server} ${c.call_id}`));
     assert.deepEqual([...callers].filter((c) => !callIds.has(c)), []);
     assert.equal(compared, callers.size);
-    assert.equal(compared, 20); // every caller of the nine recordings
+    assert.equal(compared, 22); // every caller of the ten recordings
   } finally {
     await store.close();
   }
@@ -178,7 +178,16 @@ Deno.test("each kind of call gets the disposition and billable seconds Asterisk'
       ["calls-queue", "401", "queue abandoned", ["CANCEL", 3, false]],
       // Rows NO ANSWER (first member timed out) then ANSWERED: the call spans both.
       ["calls-queue", "402", "queue answered by the second member", ["ANSWERED", 9, false]],
+      // The member rang out; the caller hung up 1 s into the retry pause: the row (and the
+      // billable seconds) ended when the member rang out.
+      ["calls-caller-leaves", "403", "queue, caller leaves between members", [
+        "NO ANSWER",
+        2,
+        false,
+      ]],
       ["calls-transfer", "320", "blind transfer", ["ANSWERED", 8, true]],
+      // The caller itself transferred the callee away after 1.5 s: its Cdr ends there.
+      ["calls-caller-leaves", "322", "the caller transfers the call away", ["ANSWERED", 1, true]],
       ["calls-transfer", "321", "attended transfer", ["ANSWERED", 12, true]],
       ["calls-originate", "300", "Originate into a Local channel", ["ANSWERED", 3, false]],
     ];

@@ -66,6 +66,7 @@ export const CALL_FIXTURE_NAMES = [
   "calls-queue",
   "calls-transfer",
   "calls-originate",
+  "calls-caller-leaves",
 ] as const;
 
 /** The name of a protocol fixture file. */
