@@ -14,7 +14,7 @@ import {
   startProjector,
 } from "../daemon/projections/projector.ts";
 import { selectRows, type SqlExecutor } from "../queries/db.ts";
-import type { FixtureName } from "./fixtures.ts";
+import { CALL_FIXTURE_NAMES, type FixtureName } from "./fixtures.ts";
 import {
   fixtureEvents,
   insertMessages,
@@ -550,6 +550,20 @@ Deno.test("incremental projection in small batches equals a full rebuild", async
     const rebuilt = await snapshot(db);
     assert.deepEqual(rebuilt, incremental);
     assert.equal(JSON.parse(rebuilt.calls).length, 7);
+  });
+});
+
+Deno.test("every recorded kind of call projects the same in small batches as in a rebuild", async () => {
+  await withStore("proj_rebuild_kinds", async ({ db }) => {
+    for (const name of CALL_FIXTURE_NAMES) {
+      await loadFixtureEvents(db, name, { server: name });
+      // Batches cut transfers, queue retries and parallel dials at arbitrary events.
+      await runProjectionsOnce({ db }, { batchSize: 23 });
+    }
+    const incremental = await snapshot(db);
+    await rebuildProjections({ db });
+    assert.deepEqual(await snapshot(db), incremental);
+    assert.equal(JSON.parse(incremental.calls).length, 18);
   });
 });
 
