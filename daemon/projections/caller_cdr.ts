@@ -44,8 +44,8 @@ export type Disposition = "ANSWERED" | "NO ANSWER" | "BUSY" | "FAILED" | "CONGES
 
 type RecordState = "single" | "dial" | "pending" | "bridge" | "finalized";
 
-/** One CDR record of party A (times in microseconds). */
-export interface CdrRecord {
+/** One CDR record of party A (times in microseconds), in `Sequence` order in the chain. */
+interface CdrRecord {
   startUs: number;
   answerUs?: number;
   /** Set when the record was finalized (it may still change state afterwards, as in cdr.c). */
@@ -94,11 +94,6 @@ export class CallerCdr {
   /** `partyA` is the caller's uniqueid. */
   constructor(partyA: string) {
     this.#partyA = partyA;
-  }
-
-  /** The records so far, oldest first (Asterisk's `Sequence` order). */
-  get records(): readonly CdrRecord[] {
-    return this.#records;
   }
 
   /** Applies one event (events must come in time order). */
