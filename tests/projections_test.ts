@@ -525,6 +525,26 @@ Deno.test("a call cut by an AMI disconnect is incomplete; calls after the reconn
   });
 });
 
+Deno.test("a caller first seen in a channel poll spans the call from its estimated creation", async () => {
+  await withStore("proj_polled_caller", async ({ db }) => {
+    // The caller's Newchannel was missed; a CoreShowChannel says it was up 5 s already.
+    await loadEdited(
+      db,
+      "sip-calls",
+      (m) =>
+        eventName(m) === "Newchannel" && uniqueidOf(m) === "1795663687.42"
+          ? edit(m, { Event: "CoreShowChannel", Duration: "00:00:05" })
+          : m,
+    );
+    await runProjectionsOnce({ db });
+    const call = await callOf(db, "1795663687.42");
+    assert.equal(call?.started_at, "03:28:02.205511");
+    assert.equal(call?.duration_s, 8);
+    assert.equal(call?.billsec_s, 3);
+    assert.equal(call?.complete, false);
+  });
+});
+
 Deno.test("a call open when the last session ended stays incomplete without an end", async () => {
   await withStore("proj_gap_open", async ({ db }) => {
     await loadEdited(db, "sip-calls", (m) => eventName(m) === "Hangup" ? undefined : m);

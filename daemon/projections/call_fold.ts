@@ -284,7 +284,10 @@ export function foldCall(
     : "FAILED";
   // Asterisk's duration and billsec span the caller's records; until every leg has hung
   // up (or without the caller's events) the legs' span stands in.
-  const spanStartUs = allHungUp && callerClosed ? caller.startUs : startedUs;
+  // A caller first seen mid-call (after a reconnect) started before its first record here.
+  const spanStartUs = allHungUp && callerClosed && legs.get(callId)?.sawNewchannel
+    ? caller.startUs
+    : startedUs;
   const spanEndUs = allHungUp && callerClosed ? caller.endUs : endedUs;
 
   const overlapsGap = gaps.some((g) =>
