@@ -48,6 +48,7 @@ export {
   type DAMIErrorCode,
   DAMIInvalidInputError,
   DAMILoginError,
+  DAMIMessageTooLargeError,
   DAMIProtocolError,
   DAMITimeoutError,
 } from "./dami/errors.ts";

@@ -16,6 +16,8 @@ export class DaemonMetrics {
   readonly eventsReceived: Counter<"server">;
   /** Messages stored flagged: lines without `:` or bytes that were not UTF-8. */
   readonly malformedMessages: Counter<"server">;
+  /** Messages dropped unstored past the size cap (the session then ends), per server. */
+  readonly oversizedMessages: Counter<"server">;
   /** Reconnect attempts scheduled after a lost or failed connection, per server. */
   readonly reconnects: Counter<"server">;
   /** Pings that got no Pong in time, per server. */
@@ -40,6 +42,13 @@ export class DaemonMetrics {
       name: "dami_malformed_messages_total",
       help:
         "Events with lines that are not headers or bytes that are not UTF-8 (stored flagged, raw bytes kept), per server.",
+      labelNames: ["server"],
+      registers,
+    });
+    this.oversizedMessages = new Counter({
+      name: "dami_oversized_messages_total",
+      help:
+        "Messages dropped unstored because they grew past the 4 MiB cap without ending; the session is ended with reason protocol, per server.",
       labelNames: ["server"],
       registers,
     });

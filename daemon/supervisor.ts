@@ -21,7 +21,13 @@
 import { getLogger, type Logger } from "@logtape/logtape";
 import { Cron } from "croner";
 import { DAMI, type DAMICloseInfo, type DAMILogger } from "../dami/client.ts";
-import { DAMIActionError, DAMIError, DAMILoginError, DAMITimeoutError } from "../dami/errors.ts";
+import {
+  DAMIActionError,
+  DAMIError,
+  DAMILoginError,
+  DAMIMessageTooLargeError,
+  DAMITimeoutError,
+} from "../dami/errors.ts";
 import { type AmiMessage, headersToFields, headerValue } from "../dami/message.ts";
 import type { ActionConfig, ServerConfig } from "./config.ts";
 import { uuidv7 } from "./ids.ts";
@@ -490,6 +496,9 @@ export class Supervisor {
       setup.finally(() => this.#onConnectRuns.delete(setup));
     }
     const info = await dami.closed;
+    if (info.error instanceof DAMIMessageTooLargeError) {
+      this.#metrics?.oversizedMessages.inc({ server: this.name });
+    }
     this.#current = undefined;
     if (!this.#stopping) this.#state = "waiting";
     this.#metrics?.connected.set({ server: this.name }, 0);

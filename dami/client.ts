@@ -25,11 +25,12 @@ import {
   DAMIError,
   DAMIInvalidInputError,
   DAMILoginError,
+  DAMIMessageTooLargeError,
   DAMIProtocolError,
   DAMITimeoutError,
 } from "./errors.ts";
 import { type AmiMessage, headerValue } from "./message.ts";
-import { AmiParser } from "./parser.ts";
+import { AmiParser, DEFAULT_MAX_MESSAGE_BYTES } from "./parser.ts";
 
 /** Where log lines go; `console` fits. */
 export interface DAMILogger {
@@ -105,6 +106,11 @@ export interface DAMICloseInfo {
   message: string;
   /** Bytes of an unfinished message discarded at close (a truncated last event is never delivered). */
   discardedBytes: number;
+  /**
+   * With reason `protocol`: what the server broke. A {@linkcode DAMIMessageTooLargeError}
+   * means one message was dropped unseen (past `maxMessageBytes`): a loss to record.
+   */
+  error?: DAMIProtocolError;
 }
 
 /** A listener of events. */
@@ -161,7 +167,7 @@ export class DAMI {
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       actionTimeoutMs: options.actionTimeoutMs ?? 10_000,
       maxBufferedEvents: options.maxBufferedEvents ?? 10_000,
-      maxMessageBytes: options.maxMessageBytes ?? 4 * 1024 * 1024,
+      maxMessageBytes: options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
       readBufferBytes: options.readBufferBytes ?? 64 * 1024,
     };
     this.#log = options.logger === true
@@ -470,6 +476,7 @@ export class DAMI {
 
   async #readLoop(conn: Deno.Conn, parser: AmiParser): Promise<void> {
     const buf = new Uint8Array(this.#options.readBufferBytes);
+    const messages: AmiMessage[] = [];
     try {
       while (true) {
         const n = await conn.read(buf);
@@ -481,18 +488,29 @@ export class DAMI {
           );
           return;
         }
-        const messages = parser.push(buf.subarray(0, n));
+        messages.length = 0;
+        let failure: unknown;
+        try {
+          parser.push(buf.subarray(0, n), messages);
+        } catch (error) {
+          failure = error;
+        }
+        // Messages completed before an oversized one are whole: they are delivered.
         for (let i = 0; i < messages.length; i++) {
           // A hook or listener may have closed the connection: the rest of the read is dropped.
           if (this.#closeInfo !== undefined) return;
           this.#receive(messages[i]);
         }
+        if (failure !== undefined) throw failure;
       }
     } catch (error) {
       if (this.#closeInfo !== undefined) return;
       if (error instanceof DAMIProtocolError) {
         this.#log.error(`AMI protocol error from ${this.#options.hostname}: ${error.message}`);
-        this.#end("protocol", error.message, parser.bufferedBytes);
+        const discarded = error instanceof DAMIMessageTooLargeError
+          ? error.discardedBytes
+          : parser.bufferedBytes;
+        this.#end("protocol", error.message, discarded, error);
       } else {
         this.#end("error", (error as Error).message, parser.bufferedBytes);
       }
@@ -639,9 +657,16 @@ export class DAMI {
     return next.written;
   }
 
-  #end(reason: DAMICloseInfo["reason"], message: string, discardedBytes: number): void {
+  #end(
+    reason: DAMICloseInfo["reason"],
+    message: string,
+    discardedBytes: number,
+    cause?: DAMIProtocolError,
+  ): void {
     if (this.#closeInfo !== undefined) return;
-    const info: DAMICloseInfo = { reason, message, discardedBytes };
+    const info: DAMICloseInfo = cause === undefined
+      ? { reason, message, discardedBytes }
+      : { reason, message, discardedBytes, error: cause };
     this.#closeInfo = info;
     try {
       this.#conn?.close();

@@ -70,3 +70,22 @@ export class DAMIProtocolError extends DAMIError {
     super("protocol", message);
   }
 }
+
+/**
+ * A message grew past the size cap (`maxMessageBytes`) without ending. The message is
+ * dropped whole and the client closes the connection: after it the stream cannot be
+ * trusted to be in step, and holding more would break the bound on memory.
+ */
+export class DAMIMessageTooLargeError extends DAMIProtocolError {
+  /** The cap that was exceeded, in bytes. */
+  readonly limitBytes: number;
+  /** Bytes of the unfinished message thrown away. */
+  readonly discardedBytes: number;
+  constructor(limitBytes: number, discardedBytes: number) {
+    super(
+      `a message exceeded ${limitBytes} bytes without ending; closing the connection`,
+    );
+    this.limitBytes = limitBytes;
+    this.discardedBytes = discardedBytes;
+  }
+}

@@ -17,15 +17,23 @@
  *
  * @module
  */
-import { DAMIProtocolError } from "./errors.ts";
+import { DAMIMessageTooLargeError } from "./errors.ts";
 import type { AmiMessage, AmiMessageKind } from "./message.ts";
+
+/**
+ * Default cap on one message from the server, in bytes (4 MiB). The largest real
+ * answers (a `Command` with a long CLI listing, a `DBGetTree`) stay far below it.
+ */
+export const DEFAULT_MAX_MESSAGE_BYTES: number = 4 * 1024 * 1024;
 
 /** Options of {@linkcode AmiParser}. */
 export interface AmiParserOptions {
   /**
-   * Largest message accepted, in bytes. A peer that sends more without ending the
-   * message gets a {@linkcode DAMIProtocolError} (the client then closes the connection),
-   * so memory stays bounded.
+   * Largest message accepted, in bytes, in every mode (an Asterisk 13 command body
+   * included). A peer that sends more without ending the message gets a
+   * {@linkcode DAMIMessageTooLargeError} (the client then closes the connection), so
+   * memory stays bounded. It also bounds the work per message: every step that follows
+   * (parsing, `DAMIData`, the daemon's stored `fields`) is linear in the message's bytes.
    * @default {4194304}
    */
   maxMessageBytes?: number;
@@ -61,11 +69,15 @@ export class AmiParser {
   /** Inside an Asterisk 13 `Response: Follows` command body. */
   #follows = false;
   #followsEnded = false;
+  /** Bytes of the command body read so far (it spans blank lines, so reads). */
+  #followsBytes = 0;
+  /** An `Output` line was already seen in the command body. */
+  #followsOutput = false;
   #fatal = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   #lenient = new TextDecoder("utf-8", { ignoreBOM: true });
 
   constructor(options: AmiParserOptions = {}) {
-    this.#maxMessageBytes = options.maxMessageBytes ?? 4 * 1024 * 1024;
+    this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.#wantBanner = options.expectBanner ?? true;
     this.#now = options.now ?? Date.now;
   }
@@ -86,11 +98,12 @@ export class AmiParser {
   }
 
   /**
-   * Feeds one chunk of bytes and returns every message it completes, in order.
-   * Throws {@linkcode DAMIProtocolError} when a message grows past `maxMessageBytes`.
+   * Feeds one chunk of bytes and returns every message it completes, in order, appended
+   * to `out` when given. Throws {@linkcode DAMIMessageTooLargeError} when a message
+   * grows past `maxMessageBytes`; `out` then holds the messages completed before it,
+   * and the parser holds nothing of the dropped message.
    */
-  push(chunk: Uint8Array): AmiMessage[] {
-    const out: AmiMessage[] = [];
+  push(chunk: Uint8Array, out: AmiMessage[] = []): AmiMessage[] {
     let data: Uint8Array;
     let scanFrom: number;
     if (this.#len === 0) {
@@ -136,12 +149,8 @@ export class AmiParser {
   /** Stores `data[from..]` as the unfinished remainder, enforcing the size cap. */
   #keep(data: Uint8Array, from: number): void {
     const rest = data.length - from;
-    if (rest > this.#maxMessageBytes) {
-      this.#len = 0;
-      this.#buf = new Uint8Array(0);
-      throw new DAMIProtocolError(
-        `a message exceeded ${this.#maxMessageBytes} bytes without ending; closing the connection`,
-      );
+    if (rest + this.#followsBytes > this.#maxMessageBytes) {
+      this.#tooLarge(rest + this.#followsBytes);
     }
     if (data.buffer === this.#buf.buffer) {
       this.#buf.copyWithin(0, from, data.length);
@@ -155,6 +164,17 @@ export class AmiParser {
     if (this.#buf.length < rest) this.#buf = new Uint8Array(Math.max(rest, 4096));
     this.#buf.set(data.subarray(from));
     this.#len = rest;
+  }
+
+  /** Drops the unfinished message and everything buffered, then throws. */
+  #tooLarge(bytes: number): never {
+    this.#len = 0;
+    this.#buf = new Uint8Array(0);
+    this.#headers = [];
+    this.#follows = false;
+    this.#followsBytes = 0;
+    this.#malformed = 0;
+    throw new DAMIMessageTooLargeError(this.#maxMessageBytes, bytes);
   }
 
   #append(chunk: Uint8Array): void {
@@ -202,6 +222,8 @@ export class AmiParser {
       let lineEnd = nl;
       if (lineEnd > pos && s.charCodeAt(lineEnd - 1) === CR) lineEnd--;
       if (this.#follows) {
+        this.#followsBytes += utf8Length(s, pos, nl < n ? nl + 1 : n);
+        if (this.#followsBytes > this.#maxMessageBytes) this.#tooLarge(this.#followsBytes);
         this.#followsLine(s.slice(pos, lineEnd), headers);
       } else if (lineEnd === pos) {
         if (headers.length > 0) {
@@ -214,12 +236,16 @@ export class AmiParser {
           let v = colon + 1;
           if (v < lineEnd && s.charCodeAt(v) === 32) v++;
           headers.push([s.slice(pos, colon), s.slice(v, lineEnd)]);
+          // Only `Response: Follows` as the first line opens an Asterisk 13 command body
+          // (main/manager.c of 13.x); the same value under any other key is a header.
           if (
             headers.length === 1 && colon - pos === 8 && s.charCodeAt(v) === 70 /* F */ &&
-            s.slice(v, lineEnd) === "Follows"
+            s.slice(v, lineEnd) === "Follows" && s.slice(pos, colon).toLowerCase() === "response"
           ) {
             this.#follows = true;
             this.#followsEnded = false;
+            this.#followsOutput = false;
+            this.#followsBytes = utf8Length(s, pos, nl < n ? nl + 1 : n);
           }
         } else {
           // Not a header (Asterisk never sends this outside a 13.x command body): kept, counted.
@@ -231,6 +257,7 @@ export class AmiParser {
         out.push(this.#finish(headers, receivedAt, raw));
         headers = this.#headers = [];
         this.#follows = false;
+        this.#followsBytes = 0;
       }
       pos = nl + 1;
     }
@@ -249,7 +276,7 @@ export class AmiParser {
       return;
     }
     const colon = line.indexOf(":");
-    if (colon > 0 && headers.every(([k]) => k !== "Output")) {
+    if (colon > 0 && !this.#followsOutput) {
       const key = line.slice(0, colon);
       const lower = key.toLowerCase();
       if (lower === "privilege" || lower === "actionid") {
@@ -258,6 +285,7 @@ export class AmiParser {
       }
     }
     headers.push(["Output", line]);
+    this.#followsOutput = true;
   }
 
   #finish(headers: Header[], receivedAt: number, raw: Uint8Array | undefined): AmiMessage {
@@ -316,4 +344,16 @@ function firstMessageEnd(data: Uint8Array, from: number): number {
     if (i >= 2 && data[i - 1] === CR && data[i - 2] === LF) return i + 1;
   }
   return data.length;
+}
+
+/** Bytes of `s[from..to)` in UTF-8. */
+function utf8Length(s: string, from: number, to: number): number {
+  let bytes = to - from;
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    // A surrogate pair is 2 units and 4 bytes: each unit adds 1.
+    bytes += c < 0x800 ? 1 : c >= 0xd800 && c <= 0xdfff ? 1 : 2;
+  }
+  return bytes;
 }

@@ -12,6 +12,7 @@ import {
   DAMIError,
   DAMIInvalidInputError,
   type DAMILoginOptions,
+  DAMIMessageTooLargeError,
   type DAMIOptions,
   headerValue,
 } from "../mod.ts";
@@ -764,6 +765,46 @@ Deno.test("a message past maxMessageBytes closes the connection with reason prot
   const closed = await dami.closed;
   assert.equal(closed.reason, "protocol");
   assert.match(closed.message, /exceeded 4096 bytes/);
+  assert.ok(closed.error instanceof DAMIMessageTooLargeError);
+  assert.equal(closed.error.limitBytes, 4096);
+  assert.ok(closed.discardedBytes > 4096);
+  await session.closed;
+});
+
+Deno.test("issue 8: a Presence: Follows event is an ordinary event and the ones after it are delivered", async () => {
+  await using server = await startFakeAmi();
+  const dami = await loggedIn(server);
+  const seen = collect(dami);
+  const session = await server.session(0);
+  await session.send(
+    "Event: PresenceStatus\r\nPresence: Follows\r\n\r\n" +
+      "Presence: Follows\r\nStatus: away\r\n\r\nEvent: Hangup\r\nCause: 16\r\n\r\n",
+  );
+  await seen.until(() => seen.messages.some((m) => headerValue(m, "Event") === "Hangup"));
+  assert.deepEqual(seen.messages.slice(-3).map((m) => m.headers[0]), [
+    ["Event", "PresenceStatus"],
+    ["Presence", "Follows"],
+    ["Event", "Hangup"],
+  ]);
+  assert.equal(await dami.ping(), true);
+  await shutdown(dami);
+});
+
+Deno.test("issue 8: a Response: Follows body that never ends closes the connection at maxMessageBytes, after the messages before it", async () => {
+  await using server = await startFakeAmi();
+  const dami = await loggedIn(server, { maxMessageBytes: 8192 });
+  const seen = collect(dami);
+  const session = await server.session(0);
+  // Blank lines inside the body: only the message's own byte count can stop it.
+  await session.send(
+    "Event: Before\r\n\r\nResponse: Follows\r\nPrivilege: Command\r\n" +
+      "a CLI line, then a blank line\n\n".repeat(1000),
+  );
+  const closed = await dami.closed;
+  assert.equal(closed.reason, "protocol");
+  assert.ok(closed.error instanceof DAMIMessageTooLargeError);
+  assert.ok(closed.discardedBytes > 8192);
+  assert.deepEqual(seen.messages.map((m) => headerValue(m, "Event")).slice(-1), ["Before"]);
   await session.closed;
 });
 

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { AmiParser } from "../dami/parser.ts";
-import { DAMIProtocolError } from "../dami/errors.ts";
+import { DAMIMessageTooLargeError, DAMIProtocolError } from "../dami/errors.ts";
 import { type AmiMessage, headerValue, headerValues } from "../dami/message.ts";
 import { byteChunks, concatBytes, type FixtureName, loadFixture } from "./fixtures.ts";
 
@@ -351,4 +351,57 @@ Deno.test("a large message under the cap split in many reads is returned whole",
   assert.equal(messages.length, 1);
   assert.equal(headerValues(messages[0], "Output").length, 2000);
   assert.equal(headerValues(messages[0], "Output")[1999], "line 1999");
+});
+
+Deno.test("issue 8: a first header other than Response with the value Follows is an ordinary header", () => {
+  // Any 8-character key used to switch to Asterisk 13 command output: everything after
+  // was swallowed as Output until a `--END COMMAND--` that never came.
+  const messages = parseText(
+    "Presence: Follows\r\nStatus: away\r\n\r\nEvent: Hangup\r\nCause: 16\r\n\r\n" +
+      "Event: DialEnd\r\nResponse: Follows\r\n\r\nEvent: Newstate\r\n\r\n",
+  );
+  assert.deepEqual(messages.map((m) => m.headers), [
+    [["Presence", "Follows"], ["Status", "away"]],
+    [["Event", "Hangup"], ["Cause", "16"]],
+    [["Event", "DialEnd"], ["Response", "Follows"]],
+    [["Event", "Newstate"]],
+  ]);
+  assert.deepEqual(messages.map((m) => m.kind), ["other", "event", "event", "event"]);
+});
+
+Deno.test("issue 8: a Response: Follows body without --END COMMAND-- hits maxMessageBytes and throws", () => {
+  const parser = new AmiParser({ expectBanner: false, maxMessageBytes: 4096 });
+  const out: AmiMessage[] = [];
+  // Blank lines inside the body: the byte buffer is emptied at each one, so only the
+  // message's own byte count can hold the cap.
+  const line = encoder.encode("body line with a blank line after it\n\n");
+  let pushed = 0;
+  assert.throws(
+    () => {
+      parser.push(
+        encoder.encode("Event: Before\r\n\r\nResponse: Follows\r\nPrivilege: Command\r\n"),
+        out,
+      );
+      for (let i = 0; i < 100_000; i++) {
+        parser.push(line, out);
+        pushed += line.length;
+      }
+    },
+    (error: unknown) =>
+      error instanceof DAMIMessageTooLargeError && error.code === "protocol" &&
+      error.limitBytes === 4096 && error.discardedBytes > 4096,
+  );
+  assert.ok(pushed <= 4096, `the cap held: threw after ${pushed} body bytes`);
+  assert.deepEqual(out.map((m) => m.headers), [[["Event", "Before"]]]);
+  assert.equal(parser.bufferedBytes, 0);
+});
+
+Deno.test("issue 8: the messages completed before an oversized one in the same read are handed out", () => {
+  const parser = new AmiParser({ expectBanner: false, maxMessageBytes: 1024 });
+  const out: AmiMessage[] = [];
+  const bytes = encoder.encode(
+    "Event: A\r\n\r\nEvent: B\r\n\r\nEvent: Flood\r\n" + "X: " + "y".repeat(2000) + "\r\n",
+  );
+  assert.throws(() => parser.push(bytes, out), DAMIMessageTooLargeError);
+  assert.deepEqual(out.map((m) => headerValue(m, "Event")), ["A", "B"]);
 });
