@@ -44,11 +44,14 @@ export { AmiParser, type AmiParserOptions } from "./dami/parser.ts";
 export {
   DAMIActionError,
   DAMIClosedError,
+  DAMIConnectError,
   DAMIError,
   type DAMIErrorCode,
+  DAMIEventsDroppedError,
   DAMIInvalidInputError,
   DAMILoginError,
   DAMIMessageTooLargeError,
   DAMIProtocolError,
+  DAMIStateError,
   DAMITimeoutError,
 } from "./dami/errors.ts";

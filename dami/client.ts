@@ -22,11 +22,14 @@ import { type DAMIData, toDAMIData } from "./data.ts";
 import {
   DAMIActionError,
   DAMIClosedError,
+  DAMIConnectError,
   DAMIError,
+  DAMIEventsDroppedError,
   DAMIInvalidInputError,
   DAMILoginError,
   DAMIMessageTooLargeError,
   DAMIProtocolError,
+  DAMIStateError,
   DAMITimeoutError,
 } from "./errors.ts";
 import { type AmiMessage, headerValue } from "./message.ts";
@@ -157,6 +160,8 @@ export class DAMI {
   #resolveClosed: ((info: DAMICloseInfo) => void) | undefined;
   #closeInfo: DAMICloseInfo | undefined;
   #loggingOff = false;
+  /** Cancels the `connect()` in progress. */
+  #connecting: AbortController | undefined;
 
   constructor(options: DAMIOptions) {
     this.#options = {
@@ -222,40 +227,53 @@ export class DAMI {
     };
   }
 
-  /** Opens the connection (no login). */
+  /**
+   * Opens the connection (no login). Rejects with {@linkcode DAMIConnectError} when no
+   * connection can be opened (refused, unreachable, TLS, `connectTimeoutMs`), with
+   * {@linkcode DAMIStateError} while another `connect()` is pending or the client is
+   * connected, and with {@linkcode DAMIClosedError} when `close()` is called meanwhile
+   * (`close()` wins: no socket is kept).
+   */
   async connect(): Promise<void> {
-    if (this.#conn !== undefined && this.#closeInfo === undefined) {
-      throw new DAMIInvalidInputError("already connected; create a new DAMI to reconnect");
+    if (this.#connecting !== undefined) {
+      throw new DAMIStateError("connect() is already in progress; await it instead");
+    }
+    if (this.connected) {
+      throw new DAMIStateError("already connected; close() first or create a new DAMI");
     }
     const { hostname, port, tls, caCerts, connectTimeoutMs } = this.#options;
-    const connecting = tls
-      ? Deno.connectTls({ hostname, port, caCerts })
-      : Deno.connect({ hostname, port });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new DAMITimeoutError(
-              `connecting to ${hostname}:${port} took longer than ${connectTimeoutMs} ms`,
-              "",
-            ),
-          ),
-        connectTimeoutMs,
-      );
-    });
+    const cancel = new AbortController();
+    this.#connecting = cancel;
+    const timeout = AbortSignal.timeout(connectTimeoutMs);
+    const signal = AbortSignal.any([cancel.signal, timeout]);
+    // An attempt in flight may ignore the signal (TLS takes none): the race below stops
+    // waiting for it, and a socket that still arrives is closed at once.
+    const connecting: Promise<Deno.Conn> = tls
+      ? Deno.connectTls({ hostname, port, caCerts }).then(handshaken)
+      : Deno.connect({ hostname, port, signal });
     let conn: Deno.Conn;
     try {
-      conn = await Promise.race([connecting, timeout]);
+      conn = await untilAborted(connecting, signal);
     } catch (error) {
       connecting.then((late) => late.close(), () => {});
-      if (error instanceof DAMIError) throw error;
-      throw new DAMIClosedError(
+      if (cancel.signal.aborted) throw abandoned(hostname, port);
+      if (timeout.aborted) {
+        throw new DAMIConnectError(
+          `connecting to ${hostname}:${port} took longer than ${connectTimeoutMs} ms`,
+          true,
+        );
+      }
+      throw new DAMIConnectError(
         `cannot connect to ${hostname}:${port}: ${(error as Error).message}`,
+        false,
         { cause: error },
       );
     } finally {
-      clearTimeout(timer);
+      this.#connecting = undefined;
+    }
+    if (cancel.signal.aborted) {
+      conn.close();
+      throw abandoned(hostname, port);
     }
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     this.#conn = conn;
@@ -311,8 +329,9 @@ export class DAMI {
     this.#droppedBeforeListen = 0;
     if (dropped > 0) {
       return Promise.reject(
-        new DAMIProtocolError(
+        new DAMIEventsDroppedError(
           `${dropped} events arrived before listen() past the bound of ${this.#options.maxBufferedEvents} and were dropped; call listen() sooner or raise maxBufferedEvents`,
+          dropped,
         ),
       );
     }
@@ -469,8 +488,12 @@ export class DAMI {
     }
   }
 
-  /** Closes the connection now. Pending actions reject with {@linkcode DAMIClosedError}. */
+  /**
+   * Closes the connection now, or abandons a pending `connect()`. Pending actions
+   * reject with {@linkcode DAMIClosedError}.
+   */
   close(): void {
+    this.#connecting?.abort();
     this.#end("local", "closed by the client", 0);
   }
 
@@ -677,6 +700,31 @@ export class DAMI {
     for (const pending of [...this.#pending.values()]) this.#settle(pending, error);
     this.#resolveClosed?.(info);
   }
+}
+
+/** The TLS connection once its handshake is done, so certificate errors surface at connect. */
+async function handshaken(conn: Deno.TlsConn): Promise<Deno.TlsConn> {
+  try {
+    await conn.handshake();
+    return conn;
+  } catch (error) {
+    conn.close();
+    throw error;
+  }
+}
+
+function abandoned(hostname: string, port: number): DAMIClosedError {
+  return new DAMIClosedError(`connecting to ${hostname}:${port} abandoned: close() was called`);
+}
+
+/** `promise`, or a rejection as soon as `signal` aborts. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 function concatBytes(chunks: Uint8Array[]): Uint8Array {

@@ -6,8 +6,24 @@
  */
 import type { AmiMessage } from "./message.ts";
 
-/** The kinds of failure. */
-export type DAMIErrorCode = "closed" | "timeout" | "action" | "login" | "invalid" | "protocol";
+/**
+ * The kinds of failure: `connect` (no connection could be opened), `closed` (the
+ * connection ended, or was closed by the caller), `timeout` (an action got no complete
+ * answer in time), `action` (Asterisk answered `Response: Error`), `login` (credentials
+ * refused), `invalid` (the caller's input cannot be sent), `state` (the call does not
+ * fit the client's state, e.g. `connect()` while connected), `dropped` (events were
+ * dropped before `listen()`), `protocol` (the server broke the protocol).
+ */
+export type DAMIErrorCode =
+  | "connect"
+  | "closed"
+  | "timeout"
+  | "action"
+  | "login"
+  | "invalid"
+  | "state"
+  | "dropped"
+  | "protocol";
 
 /** Base class of every DAMI error. */
 export class DAMIError extends Error {
@@ -20,7 +36,41 @@ export class DAMIError extends Error {
   }
 }
 
-/** The connection is closed (or closed while the action was pending). */
+/**
+ * No connection could be opened: refused, unreachable, a TLS failure, or no answer
+ * within `connectTimeoutMs` (then {@linkcode DAMIConnectError.timedOut} is true).
+ */
+export class DAMIConnectError extends DAMIError {
+  /** True when the attempt was abandoned after `connectTimeoutMs`. */
+  readonly timedOut: boolean;
+  constructor(message: string, timedOut: boolean, options?: ErrorOptions) {
+    super("connect", message, options);
+    this.timedOut = timedOut;
+  }
+}
+
+/** The call does not fit the client's state: `connect()` while connected or connecting. */
+export class DAMIStateError extends DAMIError {
+  constructor(message: string) {
+    super("state", message);
+  }
+}
+
+/**
+ * More events arrived before `listen()` than `maxBufferedEvents`: the oldest were kept,
+ * {@linkcode DAMIEventsDroppedError.dropped} later ones were not delivered to listeners
+ * (`onMessage` hooks saw them all). The connection is fine.
+ */
+export class DAMIEventsDroppedError extends DAMIError {
+  /** How many events were not delivered. */
+  readonly dropped: number;
+  constructor(message: string, dropped: number) {
+    super("dropped", message);
+    this.dropped = dropped;
+  }
+}
+
+/** The connection is closed (or closed while the action was pending or connecting). */
 export class DAMIClosedError extends DAMIError {
   constructor(message: string, options?: ErrorOptions) {
     super("closed", message, options);

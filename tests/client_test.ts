@@ -8,12 +8,15 @@ import {
   DAMI,
   DAMIActionError,
   DAMIClosedError,
+  DAMIConnectError,
   type DAMIData,
   DAMIError,
+  DAMIEventsDroppedError,
   DAMIInvalidInputError,
   type DAMILoginOptions,
   DAMIMessageTooLargeError,
   type DAMIOptions,
+  DAMIStateError,
   headerValue,
 } from "../mod.ts";
 import { type FakeAmi, formatAmiMessage, startFakeAmi } from "./fake_ami_server.ts";
@@ -633,7 +636,8 @@ Deno.test("past maxBufferedEvents before listen(), listen() delivers the held on
   const delivered: DAMIData[] = [];
   dami.on("*", (data) => void delivered.push(data));
   await assert.rejects(dami.listen(), (error: unknown) => {
-    isCode("protocol")(error);
+    isCode("dropped")(error);
+    assert.ok(error instanceof DAMIEventsDroppedError && error.dropped === 32);
     assert.match(String(error), /32 events arrived before listen\(\).*maxBufferedEvents/);
     return true;
   });
@@ -808,15 +812,82 @@ Deno.test("issue 8: a Response: Follows body that never ends closes the connecti
   await session.closed;
 });
 
-Deno.test("connecting to a port nobody listens on rejects with code closed", async () => {
+Deno.test("connecting to a port nobody listens on rejects with DAMIConnectError, code connect", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
   const dami = new DAMI({ hostname: "127.0.0.1", port, logger: false });
   await assert.rejects(
     dami.connectAndLogin({ username: "dami", secret: SECRET }),
-    (error: unknown) => isCode("closed")(error) && String(error).includes(`127.0.0.1:${port}`),
+    (error: unknown) =>
+      isCode("connect")(error) && error instanceof DAMIConnectError && !error.timedOut &&
+      String(error).includes(`127.0.0.1:${port}`),
   );
+});
+
+Deno.test("a connect that outlasts connectTimeoutMs rejects with DAMIConnectError timedOut, not an action timeout", async () => {
+  // A TLS handshake with a peer that accepts and never answers never completes.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const accepted = listener.accept();
+  const dami = new DAMI({ hostname: "127.0.0.1", port, tls: true, connectTimeoutMs: 100 });
+  await assert.rejects(dami.connect(), (error: unknown) => {
+    isCode("connect")(error);
+    assert.ok(error instanceof DAMIConnectError && error.timedOut);
+    assert.match(String(error), /took longer than 100 ms/);
+    return true;
+  });
+  assert.equal(dami.connected, false);
+  const peer = await accepted;
+  // The abandoned handshake ends when the peer closes; DAMI closes what it gets, if anything.
+  const ended = peer.read(new Uint8Array(1024)).catch(() => null);
+  peer.close();
+  await ended;
+  listener.close();
+});
+
+Deno.test("issue 8: close() during a pending connect() wins: connect rejects with closed and no socket stays open", async () => {
+  await using server = await startFakeAmi();
+  for (let i = 0; i < 20; i++) {
+    const dami = client(server);
+    const connecting = dami.connect();
+    dami.close();
+    await assert.rejects(connecting, (error: unknown) => {
+      isCode("closed")(error);
+      assert.match(String(error), /abandoned: close\(\) was called/);
+      return true;
+    });
+    assert.equal(dami.connected, false);
+    assert.equal(dami.conn, undefined);
+  }
+  // Every connection the server did accept is closed by the client (none leaks); the
+  // test's resource sanitizer would also fail on a socket left open.
+  await Promise.all(server.sessions.map((session) => session.closed));
+});
+
+Deno.test("issue 8: a second connect() while one is pending rejects with a state error and only one socket is opened", async () => {
+  await using server = await startFakeAmi();
+  const dami = client(server);
+  const first = dami.connect();
+  await assert.rejects(dami.connect(), (error: unknown) => {
+    isCode("state")(error);
+    assert.ok(error instanceof DAMIStateError);
+    assert.match(String(error), /already in progress/);
+    return true;
+  });
+  await first;
+  await assert.rejects(dami.connect(), (error: unknown) => {
+    assert.ok(error instanceof DAMIStateError);
+    assert.match(String(error), /already connected/);
+    return true;
+  });
+  await dami.connectAndLogin({ username: "dami", secret: SECRET }).then(
+    () => assert.fail("connectAndLogin while connected must reject"),
+    isCode("state"),
+  );
+  assert.equal(dami.connected, true);
+  await shutdown(dami);
+  assert.equal(server.connections, 1);
 });
 
 Deno.test("the same DAMI can connect again after its connection ended", async () => {

@@ -101,12 +101,14 @@ Deno.test("TLS: login, a list action and events work over TLS with the CA given 
   assert.equal((await dami.closed).reason, "logoff");
 });
 
-Deno.test("TLS: a server certificate the client does not trust is refused with code closed", async () => {
+Deno.test("TLS: a server certificate the client does not trust is refused at connect with code connect", async () => {
   await using server = await startFakeAmi({ tls: certificate });
   const dami = new DAMI({ hostname: server.hostname, port: server.port, logger: false, tls: true });
   await assert.rejects(
     dami.connectAndLogin({ username: "dami", secret: "dami-secret" }),
-    (error: unknown) => error instanceof DAMIError && error.code === "closed",
+    (error: unknown) =>
+      error instanceof DAMIError && error.code === "connect" &&
+      /invalid peer certificate/.test(error.message),
   );
   assert.equal(dami.connected, false);
 });
