@@ -23,7 +23,7 @@ import {
   DAMIActionError,
   DAMIClosedError,
   DAMIConnectError,
-  DAMIError,
+  type DAMIError,
   DAMIEventsDroppedError,
   DAMIInvalidInputError,
   DAMILoginError,
