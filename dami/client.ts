@@ -644,14 +644,18 @@ export class DAMI {
       return;
     }
     const data = toDAMIData(message);
-    for (const set of [specific, all]) {
-      if (set === undefined) continue;
-      for (const listener of [...set]) {
-        try {
-          listener(data);
-        } catch (error) {
-          this.#log.error(`listener for ${name} threw: ${(error as Error).message}`);
-        }
+    if (specific !== undefined && specific.size > 0) this.#call(specific, data, name);
+    if (all !== undefined && all.size > 0) this.#call(all, data, name);
+  }
+
+  #call(listeners: Set<DAMIListener>, data: DAMIData, name: string): void {
+    // The listeners registered now, even if one adds or removes listeners while they run.
+    const snapshot = listeners.size === 1 ? [listeners.values().next().value!] : [...listeners];
+    for (let i = 0; i < snapshot.length; i++) {
+      try {
+        snapshot[i](data);
+      } catch (error) {
+        this.#log.error(`listener for ${name} threw: ${(error as Error).message}`);
       }
     }
   }

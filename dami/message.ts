@@ -64,18 +64,24 @@ export function headersToFields(
   headers: ReadonlyArray<readonly [string, string]>,
 ): Record<string, string | string[]> {
   const fields: Record<string, string | string[]> = {};
-  for (const [k, v] of headers) {
-    const prev = Object.hasOwn(fields, k) ? fields[k] : undefined;
-    if (prev === undefined) {
-      // defineProperty so that a header literally named `__proto__` stays data.
-      Object.defineProperty(fields, k, {
-        value: v,
+  for (let i = 0; i < headers.length; i++) {
+    const header = headers[i];
+    const key = header[0];
+    const value = header[1];
+    const prev = fields[key];
+    // An own value is never a function: a function is an inherited Object.prototype member.
+    if (prev === undefined || typeof prev === "function") fields[key] = value;
+    else if (key === "__proto__") {
+      // An accessor on Object.prototype: defineProperty keeps a header of that name data.
+      const own = Object.getOwnPropertyDescriptor(fields, key)?.value as string | string[];
+      Object.defineProperty(fields, key, {
+        value: own === undefined ? value : typeof own === "string" ? [own, value] : [...own, value],
         enumerable: true,
         writable: true,
         configurable: true,
       });
-    } else if (typeof prev === "string") fields[k] = [prev, v];
-    else prev.push(v);
+    } else if (typeof prev === "string") fields[key] = [prev, value];
+    else prev.push(value);
   }
   return fields;
 }

@@ -93,3 +93,33 @@ Deno.test("headersToFields keeps every header as text: single as a string, repea
     { Event: "Newchannel", Exten: "0123", V: ["1", "2"] },
   );
 });
+
+Deno.test("headers named like Object.prototype members are own data, single or repeated", () => {
+  const data = toDAMIData(message([
+    ["constructor", "1"],
+    ["toString", "x"],
+    ["toString", "y"],
+    ["hasOwnProperty", "0123"],
+    ["__proto__", "a"],
+    ["__proto__", "b"],
+    ["__proto__", "c"],
+  ]));
+  assert.equal(Object.getPrototypeOf(data), Object.prototype);
+  assert.equal(data.constructor, 1);
+  assert.deepEqual(data.toString, ["x", "y"]);
+  assert.equal(data.hasOwnProperty, "0123");
+  assert.deepEqual(Object.getOwnPropertyDescriptor(data, "__proto__")?.value, ["a", "b", "c"]);
+  assert.deepEqual(Object.keys(data), [
+    "constructor",
+    "toString",
+    "hasOwnProperty",
+    "__proto__",
+  ]);
+  const fields = headersToFields([["constructor", "1"], ["valueOf", "2"], ["valueOf", "3"]]);
+  assert.equal(Object.getPrototypeOf(fields), Object.prototype);
+  assert.deepEqual(JSON.parse(JSON.stringify(fields)), { constructor: "1", valueOf: ["2", "3"] });
+  assert.deepEqual(
+    Object.getOwnPropertyDescriptor(headersToFields([["__proto__", "1"]]), "__proto__")?.value,
+    "1",
+  );
+});
