@@ -1,12 +1,14 @@
 /**
- * Receive-and-parse throughput over a loopback socket: a server streams realistic
- * events (the fixtures' mix) after login as fast as the client reads; each client runs
- * in its own process and reports events/s and peak RSS.
+ * Receive-and-parse throughput over a loopback socket: a server streams the events of
+ * real recorded Asterisk 20 calls (tests/fixtures: sip-calls, queue-call,
+ * originate-local, in recorded order, cycled) after login as fast as the client reads;
+ * each client runs in its own process and reports events/s and peak RSS. DAMI runs its
+ * lossless path and both `DAMIData` paths; asterisk.io 0.1.1 on Node is the peer.
  *
  * Usage: deno run -A bench/parse_bench.ts [events]
  * @module
  */
-import { eventBlock } from "./event_stream.ts";
+import { eventBlock, fixtureEvents } from "./event_stream.ts";
 import { serveStream } from "./stream_server.ts";
 
 /** One client's result. */
@@ -27,12 +29,13 @@ async function runClient(
   blocks: number,
   expected: number,
   block: Uint8Array,
+  extraArgs: string[] = [],
 ): Promise<Omit<ParseResult, "averageEventBytes">> {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   const serving = serveStream(listener, blocks, block);
   const out = await new Deno.Command(cmd, {
-    args: [...args, String(port), String(expected)],
+    args: [...args, String(port), String(expected), ...extraArgs],
     stdout: "piped",
     stderr: "inherit",
   }).output();
@@ -44,19 +47,28 @@ async function runClient(
   return { ...r, eventsPerSecond: Math.round(r.events / (r.ms / 1000)) };
 }
 
-/** Runs DAMI, then the strongest npm peer, on the same stream of `count` events. */
+/**
+ * Runs DAMI's three event paths (lossless `onMessage`, `on("*")`, `on(name)`), then the
+ * strongest npm peer, on the same stream of `count` events, one process each.
+ */
 export async function parseBench(count = 1_000_000): Promise<ParseResult[]> {
   const { bytes, averageBytes } = eventBlock(EVENTS_PER_BLOCK);
   const blocks = Math.ceil(count / EVENTS_PER_BLOCK);
   const here = new URL(".", import.meta.url).pathname;
   const averageEventBytes = Math.round(averageBytes);
-  const dami = await runClient(
-    Deno.execPath(),
-    ["run", "-A", `${here}parse_client_dami.ts`],
-    blocks,
-    blocks * EVENTS_PER_BLOCK,
-    bytes,
-  );
+  const names = [...new Set(fixtureEvents().map((e) => e.slice(7, e.indexOf("\r\n"))))];
+  const results: ParseResult[] = [];
+  for (const mode of ["lossless", "star", "event"]) {
+    const dami = await runClient(
+      Deno.execPath(),
+      ["run", "-A", `${here}parse_client_dami.ts`],
+      blocks,
+      blocks * EVENTS_PER_BLOCK,
+      bytes,
+      [mode, names.join(",")],
+    );
+    results.push({ ...dami, averageEventBytes });
+  }
   // asterisk.io classifies an event carrying both Response and ActionID (OriginateResponse)
   // as a response and never emits it: it is asked to count only what it can see.
   const peerPerBlock = new TextDecoder().decode(bytes).split("\r\n\r\n")
@@ -69,7 +81,8 @@ export async function parseBench(count = 1_000_000): Promise<ParseResult[]> {
     blocks * peerPerBlock,
     bytes,
   );
-  return [{ ...dami, averageEventBytes }, { ...peer, averageEventBytes }];
+  results.push({ ...peer, averageEventBytes });
+  return results;
 }
 
 if (import.meta.main) {
