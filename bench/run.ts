@@ -7,6 +7,7 @@
  * @module
  */
 import { parseBench } from "./parse_bench.ts";
+import { roundTripBench } from "./parse_roundtrip.ts";
 import { runIngestBenchSuite } from "./ingest_bench.ts";
 import { runProjectionsBench } from "./projections_bench.ts";
 import { runFleetBench } from "./fleet_bench.ts";
@@ -22,9 +23,15 @@ console.error(
 );
 
 if (wanted.has("parse")) {
-  console.error("receive and parse, 1,000,000 events over loopback (DAMI, then asterisk.io)");
+  console.error(
+    'receive and parse, 1,000,000 events over loopback (DAMI lossless, on("*"), on(name), then asterisk.io)',
+  );
   for (const result of await parseBench(1_000_000)) {
     console.log(JSON.stringify({ bench: "parse", ...result }));
+  }
+  console.error('action round trips, to("Ping") with 1, 100 and 10,000 in flight');
+  for (const result of await roundTripBench()) {
+    console.log(JSON.stringify({ bench: "roundtrip", ...result }));
   }
 }
 if (wanted.has("ingest")) {
