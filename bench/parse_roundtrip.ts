@@ -20,7 +20,7 @@ export interface RoundTripResult {
 const encoder = new TextEncoder();
 
 /** Answers Login and Ping on one connection until the client closes it. */
-async function serveActions(listener: Deno.Listener): Promise<void> {
+async function serveActions(listener: Deno.TcpListener): Promise<void> {
   const conn = await listener.accept();
   conn.setNoDelay(true);
   await conn.write(encoder.encode("Asterisk Call Manager/9.0.0\r\n"));
