@@ -2,16 +2,25 @@
  * The AMI client: one TCP (or TLS) connection that sends actions, correlates their
  * answers by ActionID, and hands events to listeners.
  *
- * @example
- * ```ts ignore
+ * @example Events as DAMIData and as lossless messages
+ * ```ts
  * import { DAMI } from "../mod.ts";
- * const dami = new DAMI({ hostname: "127.0.0.1", port: 5038, logger: false });
- * await dami.connectAndLogin({ username: "admin", secret: "mysecret" });
+ * import { startFakeAmi } from "../tests/fake_ami_server.ts";
+ * await using pbx = await startFakeAmi(); // a simulated Asterisk 20; use your PBX's address
+ *
+ * const dami = new DAMI({ hostname: pbx.hostname, port: pbx.port, logger: false });
+ * const stored: string[] = [];
+ * dami.onMessage((message) => void stored.push(message.headers.map(([k]) => k).join(",")));
+ * await dami.connectAndLogin({ username: "dami", secret: "dami-secret", authType: "md5" });
+ * const hangup = Promise.withResolvers<string>();
+ * dami.on("Hangup", (data) => hangup.resolve(`${data.Channel} ${data.Cause}`));
  * await dami.listen();
- * dami.on("Hangup", (data) => console.log(data.Channel, data["Cause-txt"]));
- * const peers = await dami.to("SIPPeers", {});
- * console.log(await dami.ping());
+ * const session = await pbx.session(0);
+ * await session.send("Event: Hangup\r\nChannel: SIP/6001-00000001\r\nCause: 16\r\n\r\n");
+ * console.log(await hangup.promise); // SIP/6001-00000001 16 (Cause is a number)
+ * console.log(await dami.ping()); // true
  * dami.close();
+ * console.log((await dami.closed).reason); // local
  * ```
  *
  * @module
@@ -37,9 +46,13 @@ import { AmiParser, DEFAULT_MAX_MESSAGE_BYTES } from "./parser.ts";
 
 /** Where log lines go; `console` fits. */
 export interface DAMILogger {
+  /** Detail for debugging (e.g. a response nobody waited for). */
   debug(message: string, ...args: unknown[]): void;
+  /** Normal operation. */
   info(message: string, ...args: unknown[]): void;
+  /** Something odd that DAMI handled (e.g. a list whose `ListItems` disagrees). */
   warn(message: string, ...args: unknown[]): void;
+  /** Something lost or broken (a protocol error, events dropped, a throwing listener). */
   error(message: string, ...args: unknown[]): void;
 }
 
@@ -77,9 +90,14 @@ export interface DAMIOptions {
 
 /** Credentials and login options of {@linkcode DAMI.connectAndLogin}. */
 export interface DAMILoginOptions {
+  /** The manager user (a `[section]` of Asterisk's manager.conf). */
   username: string;
+  /** Its `secret`. Never logged, never in an error message. */
   secret: string;
-  /** `md5` sends `Key = md5(challenge + secret)` instead of the secret.
+  /**
+   * `md5` asks for a `Challenge` and sends `Key = md5(challenge + secret)`, so the
+   * secret never crosses the wire; `plain` sends it as `Secret` (the original DAMI's
+   * behaviour, one round trip less; use it over TLS or loopback).
    * @default {"plain"} */
   authType?: "plain" | "md5";
   /** The `Events` event mask: `on`, `off`, or a class list such as `call,agent`.
@@ -95,7 +113,9 @@ export interface ActionOptions {
 
 /** The complete answer to an action, as lossless messages. */
 export interface ActionAnswer {
+  /** The ActionID the action was sent with (given or generated). */
   actionId: string;
+  /** The `Response:` message. */
   response: AmiMessage;
   /** List items (`EventList: start` actions), or the `OriginateResponse` of an async Originate. */
   items: AmiMessage[];
@@ -105,7 +125,13 @@ export interface ActionAnswer {
 
 /** Why and how the connection ended. */
 export interface DAMICloseInfo {
+  /**
+   * `eof`: the server closed the connection; `error`: a socket error; `local`:
+   * `close()`; `logoff`: after `logoff()`; `protocol`: the server broke the protocol
+   * (see `error`).
+   */
   reason: "eof" | "error" | "local" | "logoff" | "protocol";
+  /** What happened, for a log line. */
   message: string;
   /** Bytes of an unfinished message discarded at close (a truncated last event is never delivered). */
   discardedBytes: number;
@@ -119,7 +145,8 @@ export interface DAMICloseInfo {
 /** A listener of events. */
 export type DAMIListener = (data: DAMIData) => void;
 
-type Callback = (result: DAMIData[]) => void;
+/** The callback form of {@linkcode DAMI.to}: receives the same answer the promise resolves to. */
+export type DAMICallback = (result: DAMIData[]) => void;
 
 interface Pending {
   action: string;
@@ -163,6 +190,7 @@ export class DAMI {
   /** Cancels the `connect()` in progress. */
   #connecting: AbortController | undefined;
 
+  /** A client for `options.hostname`; nothing happens until {@linkcode DAMI.connect}. */
   constructor(options: DAMIOptions) {
     this.#options = {
       hostname: options.hostname,
@@ -182,7 +210,13 @@ export class DAMI {
       : options.logger;
   }
 
-  /** The underlying connection, while connected. */
+  /**
+   * The underlying socket, while connected (kept from the original DAMI). Reading it
+   * steals bytes from DAMI's reader and desynchronises the stream; writing to it can
+   * interleave with an action being written; closing it ends the session without a
+   * reason. Use it to inspect addresses (`conn.remoteAddr`) or socket options only.
+   * Send with {@linkcode DAMI.to} and close with {@linkcode DAMI.close}.
+   */
   get conn(): Deno.Conn | undefined {
     return this.#conn;
   }
@@ -372,14 +406,38 @@ export class DAMI {
    * Sends an action and resolves to its whole answer: the response, then for list
    * actions every item and the `...Complete` event, for an async Originate the
    * `OriginateResponse`. `Response: Error` rejects with {@linkcode DAMIActionError}.
-   * `cb`, when given, also receives the answer.
+   * Both `to(action, data, options)` and the original `to(action, data, cb, options)`
+   * work; `cb`, when given, also receives the answer.
+   *
+   * @example Options without a callback
+   * ```ts
+   * import { DAMI } from "../mod.ts";
+   * import { startFakeAmi } from "../tests/fake_ami_server.ts";
+   * await using pbx = await startFakeAmi(); // a simulated Asterisk 20
+   * const dami = new DAMI({ hostname: pbx.hostname, port: pbx.port });
+   * await dami.connectAndLogin({ username: "dami", secret: "dami-secret" });
+   * const [response, ...peers] = await dami.to("SIPPeers", {}, { timeoutMs: 5000 });
+   * console.log(response.Response, peers.length); // Success 4 (3 PeerEntry, PeerlistComplete)
+   * dami.close();
+   * ```
    */
+  to(action: string, data?: ActionData, options?: ActionOptions): Promise<DAMIData[]>;
+  /** The original DAMI form: `cb` also receives the answer. */
+  to(
+    action: string,
+    data?: ActionData,
+    cb?: DAMICallback,
+    options?: ActionOptions,
+  ): Promise<DAMIData[]>;
   async to(
     action: string,
     data: ActionData = {},
-    cb?: Callback,
+    cbOrOptions?: DAMICallback | ActionOptions,
     options: ActionOptions = {},
   ): Promise<DAMIData[]> {
+    let cb: DAMICallback | undefined;
+    if (typeof cbOrOptions === "function") cb = cbOrOptions;
+    else if (cbOrOptions !== undefined) options = cbOrOptions;
     const answer = await this.toMessages(action, data, options);
     const result = [answer.response, ...answer.items];
     if (answer.complete !== undefined) result.push(answer.complete);

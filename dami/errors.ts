@@ -29,6 +29,7 @@ export type DAMIErrorCode =
 export class DAMIError extends Error {
   /** Which kind of failure this is. */
   readonly code: DAMIErrorCode;
+  /** Creates the error (DAMI creates these; callers match on the class or `code`). */
   constructor(code: DAMIErrorCode, message: string, options?: ErrorOptions) {
     super(message, options);
     this.code = code;
@@ -43,6 +44,7 @@ export class DAMIError extends Error {
 export class DAMIConnectError extends DAMIError {
   /** True when the attempt was abandoned after `connectTimeoutMs`. */
   readonly timedOut: boolean;
+  /** Creates the error (DAMI creates these; callers match on the class or `code`). */
   constructor(message: string, timedOut: boolean, options?: ErrorOptions) {
     super("connect", message, options);
     this.timedOut = timedOut;
@@ -51,6 +53,7 @@ export class DAMIConnectError extends DAMIError {
 
 /** The call does not fit the client's state: `connect()` while connected or connecting. */
 export class DAMIStateError extends DAMIError {
+  /** Creates the error (DAMI creates these; callers match on the class or `code`). */
   constructor(message: string) {
     super("state", message);
   }
@@ -64,6 +67,7 @@ export class DAMIStateError extends DAMIError {
 export class DAMIEventsDroppedError extends DAMIError {
   /** How many events were not delivered. */
   readonly dropped: number;
+  /** Creates the error (DAMI creates these; callers match on the class or `code`). */
   constructor(message: string, dropped: number) {
     super("dropped", message);
     this.dropped = dropped;
@@ -72,6 +76,7 @@ export class DAMIEventsDroppedError extends DAMIError {
 
 /** The connection is closed (or closed while the action was pending or connecting). */
 export class DAMIClosedError extends DAMIError {
+  /** Creates the error (DAMI creates these; callers match on the class or `code`). */
   constructor(message: string, options?: ErrorOptions) {
     super("closed", message, options);
   }
@@ -81,6 +86,7 @@ export class DAMIClosedError extends DAMIError {
 export class DAMITimeoutError extends DAMIError {
   /** The ActionID that timed out. */
   readonly actionId: string;
+  /** Creates the error (DAMI creates these; callers match on the class or `code`). */
   constructor(message: string, actionId: string) {
     super("timeout", message);
     this.actionId = actionId;
@@ -93,6 +99,7 @@ export class DAMIActionError extends DAMIError {
   readonly response: AmiMessage;
   /** The action that failed. */
   readonly action: string;
+  /** Creates the error (DAMI creates these; callers match on the class or `code`). */
   constructor(action: string, message: string, response: AmiMessage) {
     super("action", `${action} failed: ${message}`);
     this.action = action;
@@ -102,6 +109,7 @@ export class DAMIActionError extends DAMIError {
 
 /** Login was refused (bad credentials, `Login Already In Use`, ...). Never carries the secret. */
 export class DAMILoginError extends DAMIError {
+  /** Creates the error (DAMI creates these; callers match on the class or `code`). */
   constructor(message: string) {
     super("login", message);
   }
@@ -109,6 +117,7 @@ export class DAMILoginError extends DAMIError {
 
 /** The caller passed something that cannot be sent (CR/LF in a value, too long, ...). Nothing was sent. */
 export class DAMIInvalidInputError extends DAMIError {
+  /** Creates the error (DAMI creates these; callers match on the class or `code`). */
   constructor(message: string) {
     super("invalid", message);
   }
@@ -116,6 +125,7 @@ export class DAMIInvalidInputError extends DAMIError {
 
 /** The peer broke the protocol (a message without end past the size cap, ...). */
 export class DAMIProtocolError extends DAMIError {
+  /** Creates the error (DAMI creates these; callers match on the class or `code`). */
   constructor(message: string) {
     super("protocol", message);
   }
@@ -131,6 +141,7 @@ export class DAMIMessageTooLargeError extends DAMIProtocolError {
   readonly limitBytes: number;
   /** Bytes of the unfinished message thrown away. */
   readonly discardedBytes: number;
+  /** Creates the error (DAMI creates these; callers match on the class or `code`). */
   constructor(limitBytes: number, discardedBytes: number) {
     super(
       `a message exceeded ${limitBytes} bytes without ending; closing the connection`,

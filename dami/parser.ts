@@ -76,6 +76,7 @@ export class AmiParser {
   #fatal = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   #lenient = new TextDecoder("utf-8", { ignoreBOM: true });
 
+  /** A parser for one connection's byte stream. */
   constructor(options: AmiParserOptions = {}) {
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.#wantBanner = options.expectBanner ?? true;

@@ -187,6 +187,29 @@ Deno.test("edge 8: a response with no ActionID or an unknown one settles no pend
   await shutdown(dami);
 });
 
+Deno.test("to(action, data, options) takes the options without a callback; the callback form still works", async () => {
+  await using server = await startFakeAmi();
+  server.handle("Status", () => undefined);
+  const dami = await loggedIn(server);
+  await assert.rejects(dami.to("Status", {}, { timeoutMs: 50 }), (error: unknown) => {
+    isCode("timeout")(error);
+    assert.match(String(error), /within 50 ms/);
+    return true;
+  });
+  const received: DAMIData[][] = [];
+  const answer = await dami.to("SIPPeers", {}, (result) => void received.push(result), {
+    timeoutMs: 5000,
+  });
+  assert.equal(received.length, 1);
+  assert.equal(received[0], answer);
+  assert.equal(answer.at(-1)!.Event, "PeerlistComplete");
+  await assert.rejects(
+    dami.to("Status", {}, undefined, { timeoutMs: 50 }),
+    isCode("timeout"),
+  );
+  await shutdown(dami);
+});
+
 Deno.test("edge 9: a list answer resolves once with the response, every item and the Complete event", async () => {
   await using server = await startFakeAmi();
   const dami = await loggedIn(server);
