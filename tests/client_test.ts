@@ -608,21 +608,25 @@ Deno.test("edge 24 (library part): the reader keeps reading while nobody listens
   await dami.listen();
   assert.equal(delivered.length, count + 2);
   assert.deepEqual(delivered.slice(0, 2).map((d) => d.Event), ["FullyBooted", "SuccessfulAuth"]);
-  // A listener that does slow asynchronous work does not hold the reader.
+  // A listener that does slow asynchronous work does not hold the reader: its work
+  // waits on a gate the test opens only after every event was read.
   let inFlight = 0;
-  dami.on("*", async () => {
+  const gate = Promise.withResolvers<void>();
+  const work: Promise<void>[] = [];
+  dami.on("*", () => {
     inFlight++;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    inFlight--;
+    work.push(gate.promise.then(() => void inFlight--));
   });
   const before = seen.messages.length;
   await session.send(stream);
   await seen.until(() => seen.messages.length >= before + count);
   assert.equal(session.writeTimedOut, false);
-  assert.ok(inFlight > 0, "everything was read while listeners were still busy");
+  assert.equal(inFlight, count, "everything was read while listeners were still busy");
   assert.equal(delivered.length, 2 * count + 2);
+  gate.resolve();
+  await Promise.all(work);
+  assert.equal(inFlight, 0);
   await shutdown(dami);
-  await new Promise((resolve) => setTimeout(resolve, 60));
 });
 
 Deno.test("events that arrive before listen() are held and delivered in order by listen()", async () => {
@@ -979,7 +983,8 @@ Deno.test("a connection opened right after close() is not ended by the previous 
     dami.close();
   }
   await dami.connectAndLogin({ username: "dami", secret: SECRET });
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  // Every earlier connection has ended on both sides: their readers are done.
+  await Promise.all(server.sessions.slice(0, 20).map((session) => session.closed));
   assert.equal(dami.connected, true);
   assert.equal(await dami.ping(), true);
   await shutdown(dami);
