@@ -3,10 +3,10 @@
  * arrays in order, Output always an array; and the jsonb `fields` of the daemon.
  */
 import assert from "node:assert/strict";
-import { losslessNumber, toDAMIData } from "../dami/data.ts";
+import { buildDAMIData, losslessNumber, toDAMIData } from "../dami/data.ts";
 import { type AmiMessage, headersToFields } from "../dami/message.ts";
 import { AmiParser } from "../dami/parser.ts";
-import { loadFixture } from "./fixtures.ts";
+import { FIXTURE_NAMES, loadFixture } from "./fixtures.ts";
 
 function message(headers: Array<[string, string]>): AmiMessage {
   return { kind: "event", headers, seq: 1, receivedAt: 0 };
@@ -122,4 +122,39 @@ Deno.test("headers named like Object.prototype members are own data, single or r
     Object.getOwnPropertyDescriptor(headersToFields([["__proto__", "1"]]), "__proto__")?.value,
     "1",
   );
+});
+
+Deno.test("the compiled shape and the key-by-key loop build the same DAMIData for every fixture message", () => {
+  for (const name of FIXTURE_NAMES) {
+    for (const m of new AmiParser().push(loadFixture(name).inBytes)) {
+      const expected = buildDAMIData(m.headers);
+      assert.deepEqual(toDAMIData(m), expected, name);
+      assert.deepEqual(toDAMIData(m), expected, `${name}, second time`);
+      assert.deepEqual(Object.keys(toDAMIData(m)), Object.keys(expected));
+    }
+  }
+});
+
+Deno.test("header names from the server never become code in a compiled shape", () => {
+  const hostile = [
+    '"};globalThis.damiPwned=1;({"',
+    "'];globalThis.damiPwned=1;//",
+    "`${globalThis.damiPwned=1}`",
+    "\\",
+    "a\u2028b\u2029c",
+    "__proto__",
+    "constructor",
+  ];
+  const headers: Array<[string, string]> = hostile.map((key, i) => [key, String(i)]);
+  headers.push([hostile[0], "again"]);
+  for (let i = 0; i < 2; i++) {
+    const data = toDAMIData(message(headers));
+    assert.equal((globalThis as Record<string, unknown>).damiPwned, undefined);
+    assert.equal(Object.getPrototypeOf(data), Object.prototype);
+    assert.deepEqual(Object.keys(data), hostile);
+    assert.deepEqual(data[hostile[0]], [0, "again"]);
+    assert.equal(Object.getOwnPropertyDescriptor(data, "__proto__")?.value, 5);
+    assert.equal(data.constructor, 6);
+    assert.deepEqual(data, buildDAMIData(headers));
+  }
 });
