@@ -5,7 +5,7 @@
  * each client runs in its own process and reports events/s and peak RSS. DAMI runs its
  * lossless path and both `DAMIData` paths; asterisk.io 0.1.1 on Node is the peer.
  *
- * Usage: deno run -A bench/parse_bench.ts [events]
+ * Usage: deno run -A bench/parse_bench.ts [events] [rounds]
  * @module
  */
 import { eventBlock, fixtureEvents } from "./event_stream.ts";
@@ -48,44 +48,57 @@ async function runClient(
 }
 
 /**
- * Runs DAMI's three event paths (lossless `onMessage`, `on("*")`, `on(name)`), then the
- * strongest npm peer, on the same stream of `count` events, one process each.
+ * Runs DAMI's three event paths (lossless `onMessage`, `on("*")`, `on(name)`) and the
+ * strongest npm peer on the same stream of `count` events, one process each, `rounds`
+ * times interleaved (A B C D A B C D ...), and keeps each client's best round: on a
+ * shared machine a slow round says more about the neighbours than about the client.
  */
-export async function parseBench(count = 1_000_000): Promise<ParseResult[]> {
+export async function parseBench(count = 1_000_000, rounds = 3): Promise<ParseResult[]> {
   const { bytes, averageBytes } = eventBlock(EVENTS_PER_BLOCK);
   const blocks = Math.ceil(count / EVENTS_PER_BLOCK);
   const here = new URL(".", import.meta.url).pathname;
   const averageEventBytes = Math.round(averageBytes);
   const names = [...new Set(fixtureEvents().map((e) => e.slice(7, e.indexOf("\r\n"))))];
-  const results: ParseResult[] = [];
-  for (const mode of ["lossless", "star", "event"]) {
-    const dami = await runClient(
-      Deno.execPath(),
-      ["run", "-A", `${here}parse_client_dami.ts`],
-      blocks,
-      blocks * EVENTS_PER_BLOCK,
-      bytes,
-      [mode, names.join(",")],
-    );
-    results.push({ ...dami, averageEventBytes });
-  }
   // asterisk.io classifies an event carrying both Response and ActionID (OriginateResponse)
   // as a response and never emits it: it is asked to count only what it can see.
   const peerPerBlock = new TextDecoder().decode(bytes).split("\r\n\r\n")
     .filter((m) => m.startsWith("Event:") && !(/\r\nResponse:/.test(m) && /\r\nActionID:/.test(m)))
     .length;
-  const peer = await runClient(
-    "node",
-    [`${here}parse_client_asterisk_io.cjs`],
-    blocks,
-    blocks * peerPerBlock,
-    bytes,
-  );
-  results.push({ ...peer, averageEventBytes });
-  return results;
+  const clients: Array<() => ReturnType<typeof runClient>> = [
+    ...["lossless", "star", "event"].map((mode) => () =>
+      runClient(
+        Deno.execPath(),
+        ["run", "-A", `${here}parse_client_dami.ts`],
+        blocks,
+        blocks * EVENTS_PER_BLOCK,
+        bytes,
+        [mode, names.join(",")],
+      )
+    ),
+    () =>
+      runClient(
+        "node",
+        [`${here}parse_client_asterisk_io.cjs`],
+        blocks,
+        blocks * peerPerBlock,
+        bytes,
+      ),
+  ];
+  const best: ParseResult[] = [];
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < clients.length; i++) {
+      const result = { ...await clients[i](), averageEventBytes };
+      console.error(`  round ${round + 1}: ${result.client} ${result.eventsPerSecond} events/s`);
+      if (best[i] === undefined || result.eventsPerSecond > best[i].eventsPerSecond) {
+        best[i] = result;
+      }
+    }
+  }
+  return best;
 }
 
 if (import.meta.main) {
   const count = Number(Deno.args[0] ?? 1_000_000);
-  for (const r of await parseBench(count)) console.log(JSON.stringify(r));
+  const rounds = Number(Deno.args[1] ?? 3);
+  for (const r of await parseBench(count, rounds)) console.log(JSON.stringify(r));
 }

@@ -24,7 +24,7 @@ console.error(
 
 if (wanted.has("parse")) {
   console.error(
-    'receive and parse, 1,000,000 events over loopback (DAMI lossless, on("*"), on(name), then asterisk.io)',
+    'receive and parse, 1,000,000 events over loopback (DAMI lossless, on("*"), on(name), asterisk.io), best of 3 interleaved rounds',
   );
   for (const result of await parseBench(1_000_000)) {
     console.log(JSON.stringify({ bench: "parse", ...result }));

@@ -693,11 +693,15 @@ export class DAMI {
   }
 
   #dispatch(message: AmiMessage): void {
-    if (this.#listeners.size === 0) return;
+    const listeners = this.#listeners;
+    if (listeners.size === 0) return;
     // An event's first header is `Event` (that is what made it an event).
-    const name = message.headers[0][1].toLowerCase();
-    const specific = this.#listeners.get(name);
-    const all = this.#listeners.get("*");
+    const name = message.headers[0][1];
+    const all = listeners.get("*");
+    // Only "*" registered: no need to lowercase every event's name.
+    const specific = listeners.size > (all === undefined ? 0 : 1)
+      ? listeners.get(name.toLowerCase())
+      : undefined;
     if ((specific === undefined || specific.size === 0) && (all === undefined || all.size === 0)) {
       return;
     }
