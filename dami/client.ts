@@ -153,7 +153,9 @@ interface Pending {
   actionId: string;
   resolve: (answer: ActionAnswer) => void;
   reject: (error: DAMIError) => void;
-  timer: ReturnType<typeof setTimeout>;
+  /** `performance.now()` past which the action times out. */
+  deadline: number;
+  timeoutMs: number;
   response?: AmiMessage;
   items: AmiMessage[];
   /** Waiting for list items after `EventList: start`. */
@@ -189,6 +191,9 @@ export class DAMI {
   #loggingOff = false;
   /** Cancels the `connect()` in progress. */
   #connecting: AbortController | undefined;
+  /** The timer of the earliest action deadline, and that deadline. */
+  #timeouts: ReturnType<typeof setTimeout> | undefined;
+  #timeoutsAt = Infinity;
 
   /** A client for `options.hostname`; nothing happens until {@linkcode DAMI.connect}. */
   constructor(options: DAMIOptions) {
@@ -495,17 +500,11 @@ export class DAMI {
         items: [],
         list: false,
         originate,
-        timer: setTimeout(() => {
-          this.#settle(
-            pending,
-            new DAMITimeoutError(
-              `${action} (ActionID ${id}) got no complete answer within ${timeoutMs} ms`,
-              id,
-            ),
-          );
-        }, timeoutMs),
+        deadline: performance.now() + timeoutMs,
+        timeoutMs,
       };
       this.#pending.set(id, pending);
+      this.#armTimeouts(pending.deadline);
       this.#write(conn, bytes).catch((error) => {
         this.#settle(
           pending,
@@ -676,11 +675,49 @@ export class DAMI {
     this.#settle(pending, undefined, complete);
   }
 
-  /** The one place a pending action ends: exactly once, timer cleared, entry freed. */
+  /**
+   * One timer for every pending action, set for the earliest deadline: a timer per
+   * action cost a timer op and a map entry each, a third of the time of a burst of
+   * 10,000 actions.
+   */
+  #armTimeouts(deadline: number): void {
+    if (deadline >= this.#timeoutsAt) return;
+    if (this.#timeouts !== undefined) clearTimeout(this.#timeouts);
+    this.#timeoutsAt = deadline;
+    this.#timeouts = setTimeout(
+      () => this.#expire(),
+      Math.max(0, Math.ceil(deadline - performance.now())),
+    );
+  }
+
+  #expire(): void {
+    this.#timeouts = undefined;
+    this.#timeoutsAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const pending of [...this.#pending.values()]) {
+      if (pending.deadline <= now) {
+        this.#settle(
+          pending,
+          new DAMITimeoutError(
+            `${pending.action} (ActionID ${pending.actionId}) got no complete answer within ${pending.timeoutMs} ms`,
+            pending.actionId,
+          ),
+        );
+      } else if (pending.deadline < next) next = pending.deadline;
+    }
+    if (next !== Infinity) this.#armTimeouts(next);
+  }
+
+  /** The one place a pending action ends: exactly once, entry freed, timer cleared when idle. */
   #settle(pending: Pending, error: DAMIError | undefined, complete?: AmiMessage): void {
     if (this.#pending.get(pending.actionId) !== pending) return;
     this.#pending.delete(pending.actionId);
-    clearTimeout(pending.timer);
+    if (this.#pending.size === 0 && this.#timeouts !== undefined) {
+      clearTimeout(this.#timeouts);
+      this.#timeouts = undefined;
+      this.#timeoutsAt = Infinity;
+    }
     if (error !== undefined) pending.reject(error);
     else {
       pending.resolve({
