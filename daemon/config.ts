@@ -17,11 +17,13 @@
  */
 import { Cron } from "croner";
 import {
+  createScanner,
   findNodeAtLocation,
   type Node as JsonNode,
   type ParseError,
   parseTree,
   printParseErrorCode,
+  type SyntaxKind,
 } from "jsonc-parser";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -72,7 +74,10 @@ const serverSchema = z.strictObject({
   name: z.string().regex(NAME, `expected ${NAME_EXPECTED}`).describe(
     "Unique name of this PBX; stored in every row as `server`.",
   ),
-  host: z.string().min(1).describe("Asterisk host name or address."),
+  host: z.string().min(1).regex(
+    /^\S+$/,
+    "expected a host name or address, without spaces or line breaks",
+  ).describe("Asterisk host name or address."),
   port: z.int().min(1).max(65535).default(5038).describe("AMI port (5039 is usual for TLS)."),
   tls: z.boolean().default(false).describe("Connect with TLS (Asterisk `tlsenable`)."),
   caFile: z.string().min(1).optional().describe(
@@ -143,6 +148,15 @@ const dataDirSchema = z.string().min(1).default("./data").describe(
   "Spool and embedded database directory, relative to the config file.",
 );
 
+/** Smaller than this, a spool would fill within seconds of an outage at a busy PBX. */
+const MIN_SPOOL_CAP_BYTES = 1024 ** 2;
+
+const spoolCapSchema = z.int().min(MIN_SPOOL_CAP_BYTES).max(Number.MAX_SAFE_INTEGER).default(
+  1024 ** 3,
+).describe(
+  "Most bytes the on-disk spool (dataDir/spool) may hold while the database is unreachable; 1 GiB is about two million events. Past it, events are held in memory up to the queue bound, then the newest are dropped and counted.",
+);
+
 const databaseSchema = z.strictObject({
   url: z.string().regex(
     /^(postgres(ql)?:\/\/.+)?$/,
@@ -166,6 +180,7 @@ const clusterSchema = z.strictObject({
 export const configSchema = z.strictObject({
   $schema: z.string().optional().describe("Path or URL of dami.config.schema.json, for editors."),
   dataDir: dataDirSchema,
+  spoolCapBytes: spoolCapSchema,
   database: databaseSchema,
   http: z.strictObject({
     listen: listenSchema.default("127.0.0.1:9464").describe(
@@ -212,6 +227,31 @@ export const configSchema = z.strictObject({
           `expected less than the keepalive interval (${interval} ms, from keepalive.schedule), so each Ping is answered or missed before the next`,
       });
     }
+    // A value Asterisk cannot take would fail every login or Filter forever: refuse it now.
+    // The encoder's messages name the header, never its value (it may be the secret).
+    const sendable = (field: (string | number)[], action: string, key: string, value: string) => {
+      try {
+        encodeAction(action, { [key]: value }, "check");
+      } catch (error) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["servers", i, ...field],
+          message: `cannot be sent to Asterisk: ${(error as Error).message}`,
+        });
+      }
+    };
+    sendable(["username"], "Login", "Username", server.username);
+    // With md5 the secret never crosses the wire, so only a line break (which no
+    // manager.conf secret can hold) is wrong; with plain it is a header like any other.
+    if (server.auth === "plain") sendable(["secret"], "Login", "Secret", server.secret);
+    else if (/[\r\n]/.test(server.secret)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["servers", i, "secret"],
+        message: "contains CR or LF; a manager.conf secret is a single line",
+      });
+    }
+    server.filters.forEach((filter, j) => sendable(["filters", j], "Filter", "Filter", filter));
     if (server.reconnect.initialMs > server.reconnect.maxMs) {
       ctx.addIssue({
         code: "custom",
@@ -332,7 +372,41 @@ export async function loadConfig(
       : `cannot be read: ${(error as Error).message}`;
     throw new ConfigError(file, [{ path: "", message: hint }]);
   }
-  return parseConfig(text, file, options);
+  const config = parseConfig(text, file, options);
+  const problem = await dataDirProblem(config.dataDir);
+  if (problem !== undefined) {
+    const tree = parseTree(text, [], { allowTrailingComma: true });
+    const node = tree === undefined ? undefined : nearestNode(tree, ["dataDir"]);
+    throw new ConfigError(file, [{
+      path: "dataDir",
+      ...(node === undefined ? {} : locator(text)(node.offset)),
+      message: problem,
+    }]);
+  }
+  return config;
+}
+
+/**
+ * Why `dataDir` cannot be the data directory (it, or the nearest of its parents that
+ * exists, is not a directory), or undefined. A directory that does not exist yet is
+ * fine: the daemon creates it.
+ */
+export async function dataDirProblem(dataDir: string): Promise<string | undefined> {
+  for (let path = dataDir;; path = dirname(path)) {
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(path);
+    } catch (error) {
+      const missing = error instanceof Deno.errors.NotFound ||
+        error instanceof Deno.errors.NotADirectory;
+      if (missing && dirname(path) !== path) continue;
+      return `cannot use ${dataDir}: ${(error as Error).message}`;
+    }
+    if (info.isDirectory) return undefined;
+    return path === dataDir
+      ? `expected a directory, but ${dataDir} is a file`
+      : `expected a directory, but ${path} (on the way to ${dataDir}) is a file`;
+  }
 }
 
 /**
@@ -346,6 +420,7 @@ export function parseConfig(
 ): DamiConfig {
   const env = options.env ?? Deno.env.toObject();
   const at = locator(text);
+  refuseDeepNesting(text, file, at);
   const parseErrors: ParseError[] = [];
   const tree = parseTree(text, parseErrors, { allowTrailingComma: true });
   if (parseErrors.length > 0 || tree === undefined) {
@@ -368,6 +443,7 @@ export function parseConfig(
     [],
     env,
     (path, message) => problems.push({ path: formatPath(path), ...locate(path), message }),
+    configSchema,
   );
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     problems.push({ path: "", ...at(tree.offset), message: "expected an object { ... }" });
@@ -430,6 +506,7 @@ export async function loadStorageConfig(
   }
   const env = options.env ?? Deno.env.toObject();
   const at = locator(text);
+  refuseDeepNesting(text, file, at);
   const parseErrors: ParseError[] = [];
   const tree = parseTree(text, parseErrors, { allowTrailingComma: true });
   if (parseErrors.length > 0 || tree === undefined || tree.type !== "object") {
@@ -445,14 +522,15 @@ export async function loadStorageConfig(
     return node === undefined ? {} : at(node.offset);
   };
   const raw = treeValue(tree) as Record<string, unknown>;
+  const storageSchema = z.strictObject({ dataDir: dataDirSchema, database: databaseSchema });
   const picked = substitute(
     { dataDir: raw.dataDir, database: raw.database },
     [],
     env,
     (path, message) => problems.push({ path: formatPath(path), ...locate(path), message }),
+    storageSchema,
   );
-  const result = z.strictObject({ dataDir: dataDirSchema, database: databaseSchema })
-    .safeParse(picked, { error: issueMessage });
+  const result = storageSchema.safeParse(picked, { error: issueMessage });
   if (!result.success) {
     for (const issue of result.error.issues) {
       const path = issue.path.filter((p) => typeof p !== "symbol") as (string | number)[];
@@ -478,12 +556,24 @@ export function configJsonSchema(): Record<string, unknown> {
   };
 }
 
-/** Editors check the file before `${VAR}` is substituted: a pattern also accepts `${...}`. */
+/**
+ * Editors check the file before `${VAR}` is substituted: a pattern also accepts `${...}`,
+ * and an integer, number or boolean field also takes a string that is one substitution.
+ */
 function allowSubstitution(node: unknown): void {
   if (node === null || typeof node !== "object") return;
   const record = node as Record<string, unknown>;
-  if (typeof record.pattern === "string") record.pattern = `${record.pattern}|\\$\\{`;
   for (const value of Object.values(record)) allowSubstitution(value);
+  if (typeof record.pattern === "string") record.pattern = `${record.pattern}|\\$\\{`;
+  if (record.type === "integer" || record.type === "number" || record.type === "boolean") {
+    const { default: fallback, description, ...typed } = record;
+    for (const key of Object.keys(record)) delete record[key];
+    Object.assign(record, {
+      ...(fallback === undefined ? {} : { default: fallback }),
+      ...(description === undefined ? {} : { description }),
+      anyOf: [typed, { type: "string", pattern: WHOLE_VAR.source }],
+    });
+  }
 }
 
 /** The servers an action runs on. */
@@ -554,7 +644,7 @@ function issueMessage(issue: z.core.$ZodRawIssue): string | undefined {
 
 function expectedName(expected: string, inst: unknown): string {
   const format = (inst as { _zod?: { def?: { format?: string } } })?._zod?.def?.format;
-  if (expected === "number" && format === "safeint") return "an integer";
+  if (expected === "int" || (expected === "number" && format === "safeint")) return "an integer";
   if (expected === "object") return "an object { ... }";
   if (expected === "array") return "a list [ ... ]";
   if (expected === "record") return "an object { ... }";
@@ -587,32 +677,110 @@ function formatPath(path: (string | number)[]): string {
 }
 
 const VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+/** A value that is one substitution and nothing else: it may stand for a number or a boolean. */
+const WHOLE_VAR = /^\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}$/;
+
+/** What a field holds when it is not a string. */
+type ScalarType = "integer" | "number" | "boolean";
+
+/**
+ * The type `schema` expects at `path` when that is an integer, a number or a boolean;
+ * undefined for strings, for fields that also take a string (action params), and for
+ * paths the schema does not know (zod reports those).
+ */
+function scalarTypeAt(schema: z.ZodType, path: (string | number)[]): ScalarType | undefined {
+  let def = (schema as unknown as { _zod: { def: ZodDef } })._zod.def;
+  const unwrap = () => {
+    while (def.innerType !== undefined || def.type === "pipe") {
+      def = (def.innerType ?? def.in!)._zod.def;
+    }
+  };
+  for (const part of path) {
+    unwrap();
+    const next = def.type === "object" && typeof part === "string"
+      ? def.shape?.[part]
+      : def.type === "array" && typeof part === "number"
+      ? def.element
+      : def.type === "record"
+      ? def.valueType
+      : undefined;
+    if (next === undefined) return undefined;
+    def = next._zod.def;
+  }
+  unwrap();
+  if (def.type === "boolean") return "boolean";
+  if (def.type === "number") return def.format === "safeint" ? "integer" : "number";
+  return undefined;
+}
+
+/** The parts of a zod definition {@linkcode scalarTypeAt} walks. */
+interface ZodDef {
+  type: string;
+  format?: string;
+  innerType?: { _zod: { def: ZodDef } };
+  in?: { _zod: { def: ZodDef } };
+  shape?: Record<string, { _zod: { def: ZodDef } }>;
+  element?: { _zod: { def: ZodDef } };
+  valueType?: { _zod: { def: ZodDef } };
+}
+
+/** `text` as `type`, or undefined when it is not one. */
+function coerce(text: string, type: ScalarType): number | boolean | undefined {
+  const trimmed = text.trim();
+  if (type === "boolean") {
+    if (/^true$/i.test(trimmed)) return true;
+    if (/^false$/i.test(trimmed)) return false;
+    return undefined;
+  }
+  if (type === "integer") return /^[+-]?\d+$/.test(trimmed) ? Number(trimmed) : undefined;
+  const n = Number(trimmed);
+  return trimmed !== "" && Number.isFinite(n) ? n : undefined;
+}
 
 /**
  * Replaces `${NAME}` (or `${NAME:-default}`) in every string value. An unset variable
  * without default is a problem at that field; the value itself is never echoed.
+ *
+ * The environment only holds strings, so a value that is exactly one substitution, at a
+ * field whose schema type is an integer, a number or a boolean, becomes that type
+ * (`"port": "${AMI_PORT:-5038}"` gives 5038); a literal string such as `"5038"` does not.
  */
 function substitute(
   value: unknown,
   path: (string | number)[],
   env: Record<string, string | undefined>,
   report: (path: (string | number)[], message: string) => void,
+  schema: z.ZodType,
 ): unknown {
   if (typeof value === "string") {
-    return value.replace(VAR, (_match, name: string, fallback: string | undefined) => {
+    let unset = false;
+    const text = value.replace(VAR, (_match, name: string, fallback: string | undefined) => {
       const found = env[name];
       if (found !== undefined && found !== "") return found;
       if (fallback !== undefined) return fallback;
+      unset = true;
       report(path, `environment variable ${name} is not set (this field reads "\${${name}}")`);
       return "";
     });
+    const type = WHOLE_VAR.test(value) && !unset ? scalarTypeAt(schema, path) : undefined;
+    if (type === undefined) return text;
+    const coerced = coerce(text, type);
+    if (coerced === undefined) {
+      const expected =
+        { integer: "an integer", number: "a number", boolean: "true or false" }[type];
+      report(path, `"${value}" must give ${expected}; it gives something else`);
+      return text;
+    }
+    return coerced;
   }
-  if (Array.isArray(value)) return value.map((v, i) => substitute(v, [...path, i], env, report));
+  if (Array.isArray(value)) {
+    return value.map((v, i) => substitute(v, [...path, i], env, report, schema));
+  }
   if (value !== null && typeof value === "object") {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
       Object.defineProperty(out, k, {
-        value: substitute(v, [...path, k], env, report),
+        value: substitute(v, [...path, k], env, report, schema),
         enumerable: true,
         writable: true,
         configurable: true,
@@ -701,6 +869,39 @@ function locator(text: string): (offset: number) => { line: number; column: numb
     }
     return { line: lo + 1, column: offset - starts[lo] + 1 };
   };
+}
+
+/**
+ * The deepest a valid file nests is 5 (`actions[i].params.X[j]`); the JSONC parser and
+ * the checks after it recurse once per level, so a file nested thousands deep would end
+ * in a stack overflow rather than an error message.
+ */
+const MAX_NESTING = 32;
+
+/** jsonc-parser's `SyntaxKind` is a const enum, which isolated modules cannot read. */
+const TOKEN = { openBrace: 1, closeBrace: 2, openBracket: 3, closeBracket: 4, eof: 17 } as const;
+
+/** Throws {@linkcode ConfigError} at the first `{` or `[` nested past {@linkcode MAX_NESTING}. */
+function refuseDeepNesting(
+  text: string,
+  file: string,
+  at: (offset: number) => { line: number; column: number },
+): void {
+  const scanner = createScanner(text, true);
+  let depth = 0;
+  for (let token: SyntaxKind = scanner.scan(); token !== TOKEN.eof; token = scanner.scan()) {
+    if (token === TOKEN.openBrace || token === TOKEN.openBracket) {
+      if (++depth > MAX_NESTING) {
+        throw new ConfigError(file, [{
+          path: "",
+          ...at(scanner.getTokenOffset()),
+          message: `nested more than ${MAX_NESTING} levels deep; a DAMI config nests at most 5`,
+        }]);
+      }
+    } else if (token === TOKEN.closeBrace || token === TOKEN.closeBracket) {
+      depth = Math.max(0, depth - 1);
+    }
+  }
 }
 
 function describeParseError(code: string): string {

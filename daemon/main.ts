@@ -135,6 +135,7 @@ export async function main(args: string[]): Promise<number> {
   const ingest = await Ingest.open({
     store,
     dataDir: config.dataDir,
+    spoolCapBytes: config.spoolCapBytes,
     onCommitted: metrics.observeCommit,
   });
   metrics.watchIngest(() => ingest.stats());

@@ -264,3 +264,181 @@ Deno.test("a bad database URL is refused by the storage reader too", async () =>
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a secret, username or filter with CR or LF is refused at load, naming the field", () => {
+  const leaky = { AMI_SECRET: "s3cr3t-value\r\nAction: Logoff" };
+  for (const auth of ["md5", "plain"]) {
+    const p = onlyProblem(
+      `{ "servers": [{ "name": "a", "host": "h", "username": "u", "auth": "${auth}",
+         "secret": "\${AMI_SECRET}" }] }`,
+      leaky,
+    );
+    assert.equal(p.path, "servers[0].secret", auth);
+    assert.match(p.message, /CR or LF/);
+  }
+  const problems = problemsOf(`{ "servers": [{ "name": "a", "host": "h",
+    "username": "dami\\nAction: Originate", "secret": "x",
+    "filters": ["!Event: VarSet", "Event: Hangup\\r\\nAction: Logoff"] }] }`);
+  assert.deepEqual(problems.map((p) => p.path), ["servers[0].username", "servers[0].filters[1]"]);
+  for (const p of problems) assert.match(p.message, /contains CR or LF/);
+});
+
+Deno.test("a plain secret too long for one AMI line is refused; an md5 one is never sent", () => {
+  const long = { AMI_SECRET: "s3cr3t-value".repeat(100) };
+  const text = (auth: string) =>
+    `{ "servers": [{ "name": "a", "host": "h", "username": "u", "auth": "${auth}",
+       "secret": "\${AMI_SECRET}" }] }`;
+  const p = onlyProblem(text("plain"), long);
+  assert.equal(p.path, "servers[0].secret");
+  assert.match(p.message, /longer than 1024 bytes/);
+  assert.equal(parseConfig(text("md5"), "x.jsonc", { env: long }).servers[0].secret.length, 1200);
+});
+
+Deno.test("a host with a line break or a space is refused", () => {
+  const p = onlyProblem(`{ "servers": [{ "name": "a", "host": "pbx\\r\\n", "username": "u",
+    "secret": "x" }] }`);
+  assert.equal(p.path, "servers[0].host");
+  assert.match(p.message, /without spaces or line breaks/);
+});
+
+Deno.test("a non-integer where an integer is expected says 'an integer'", () => {
+  const p = onlyProblem(`{ "servers": [{ "name": "a", "host": "h", "username": "u",
+    "secret": "x", "keepalive": { "maxMissed": 1.5 } }] }`);
+  assert.equal(p.path, "servers[0].keepalive.maxMissed");
+  assert.equal(p.message, "expected an integer, got a number");
+});
+
+Deno.test("absurdly deep nesting is a config error at its line and column, not a crash", () => {
+  const depth = 100_000;
+  const p = onlyProblem(
+    `{ "servers": [${SERVER}],\n  "x": ${"[".repeat(depth)}${"]".repeat(depth)} }`,
+  );
+  assert.equal(p.path, "");
+  assert.equal(p.line, 2);
+  assert.match(p.message, /nested more than 32 levels deep/);
+});
+
+Deno.test("a value that is one ${VAR} becomes the integer or boolean its field expects", () => {
+  const text = `{ "spoolCapBytes": "\${CAP:-2097152}", "servers": [{ "name": "\${NAME:-a}",
+    "host": "h", "port": "\${AMI_PORT:-5038}", "tls": "\${AMI_TLS:-false}", "username": "u",
+    "secret": "\${AMI_SECRET}", "keepalive": { "maxMissed": "\${MISSED}" } }],
+    "actions": [{ "name": "v", "action": "Getvar", "onConnect": "\${ON:-true}",
+      "params": { "Variable": "\${VARIABLE:-7}" } }] }`;
+  const defaults = parseConfig(text, "x.jsonc", { env: { ...ENV, MISSED: "3", NAME: "" } });
+  const [server] = defaults.servers;
+  assert.equal(defaults.spoolCapBytes, 2097152);
+  assert.equal(server.port, 5038);
+  assert.equal(server.tls, false);
+  assert.equal(server.keepalive.maxMissed, 3);
+  assert.equal(defaults.actions[0].onConnect, true);
+  // A field that takes strings keeps the text, digits or not.
+  assert.equal(server.name, "a");
+  assert.deepEqual(defaults.actions[0].params, { Variable: "7" });
+  const set = parseConfig(text, "x.jsonc", {
+    env: { ...ENV, MISSED: "3", AMI_PORT: " 5039 ", AMI_TLS: "TRUE", NAME: "123" },
+  });
+  assert.equal(set.servers[0].port, 5039);
+  assert.equal(set.servers[0].tls, true);
+  assert.equal(set.servers[0].name, "123");
+});
+
+Deno.test("a ${VAR} that does not give the field's type names the field, never the value", () => {
+  const problems = problemsOf(
+    `{ "servers": [{ "name": "a", "host": "h", "port": "\${AMI_PORT}", "tls": "\${AMI_TLS}",
+       "username": "u", "secret": "x" }] }`,
+    { AMI_PORT: "s3cr3t-value", AMI_TLS: "yes" },
+  );
+  assert.deepEqual(problems.map((p) => [p.path, p.message]), [
+    ["servers[0].port", '"${AMI_PORT}" must give an integer; it gives something else'],
+    ["servers[0].tls", '"${AMI_TLS}" must give true or false; it gives something else'],
+  ]);
+  // A literal string, or a substitution inside other text, is not converted.
+  const literal = onlyProblem(`{ "servers": [{ "name": "a", "host": "h", "port": "50\${X:-38}",
+    "username": "u", "secret": "x" }] }`);
+  assert.equal(literal.message, "expected an integer, got a string");
+});
+
+Deno.test("the JSON Schema lets editors accept a ${VAR} for an integer or boolean field", () => {
+  const schema = configJsonSchema() as {
+    properties: { servers: { items: { properties: Record<string, { anyOf?: unknown[] }> } } };
+  };
+  const { port, tls } = schema.properties.servers.items.properties;
+  assert.deepEqual(port.anyOf?.[0], { type: "integer", minimum: 1, maximum: 65535 });
+  assert.equal((port.anyOf?.[1] as { type: string }).type, "string");
+  assert.deepEqual(tls.anyOf?.[0], { type: "boolean" });
+  const pattern = new RegExp((port.anyOf?.[1] as { pattern: string }).pattern);
+  assert.ok(pattern.test("${AMI_PORT:-5038}"));
+  assert.ok(!pattern.test("5038"));
+});
+
+Deno.test("spoolCapBytes defaults to 1 GiB and refuses a cap under 1 MiB", () => {
+  const config = parseConfig(`{ "servers": [${SERVER}] }`, "x.jsonc", { env: ENV });
+  assert.equal(config.spoolCapBytes, 1024 ** 3);
+  const p = onlyProblem(`{ "spoolCapBytes": 1000, "servers": [${SERVER}] }`);
+  assert.equal(p.path, "spoolCapBytes");
+  assert.equal(p.message, "expected a number >= 1048576");
+});
+
+Deno.test("a dataDir that is a file (or under one) is refused at load", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/c.jsonc`;
+    await Deno.writeTextFile(`${dir}/plain-file`, "x");
+    for (const dataDir of ["./plain-file", "./plain-file/data"]) {
+      await Deno.writeTextFile(
+        file,
+        `{\n  "dataDir": "${dataDir}",\n  "servers": [${SERVER}]\n}`,
+      );
+      await assert.rejects(loadConfig(file, { env: ENV }), (error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(error.problems.length, 1);
+        assert.equal(error.problems[0].path, "dataDir");
+        assert.equal(error.problems[0].line, 2);
+        assert.match(
+          error.problems[0].message,
+          /expected a directory, but .*plain-file.* is a file/,
+        );
+        return true;
+      });
+    }
+    await Deno.writeTextFile(file, `{ "dataDir": "./not-yet/data", "servers": [${SERVER}] }`);
+    assert.equal((await loadConfig(file, { env: ENV })).dataDir, `${dir}/not-yet/data`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the daemon exits 78 on such a config, naming the field and never the secret", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cases = [
+      [
+        `{ "servers": [${SERVER}] }`,
+        { AMI_SECRET: "s3cr3t-value\nAction: Logoff" },
+        "servers[0].secret",
+      ],
+      [`{ "dataDir": "./dami.config.jsonc", "servers": [${SERVER}] }`, ENV, "dataDir"],
+      [`{ "servers": [${SERVER}], "x": ${"[".repeat(50_000)}${"]".repeat(50_000)} }`, ENV, ""],
+    ] as const;
+    for (const [text, env, field] of cases) {
+      await Deno.writeTextFile(`${dir}/dami.config.jsonc`, text);
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", fileURLToPath(new URL("../daemon/main.ts", import.meta.url))],
+        cwd: dir,
+        env: { ...env, NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+        // Before the fix the daemon accepted the secret and retried the login forever.
+        signal: AbortSignal.timeout(30_000),
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 78, stderr);
+      assert.match(stderr, /^invalid config dami\.config\.jsonc:/);
+      assert.ok(stderr.includes(field === "" ? "nested more than" : `: ${field}: `), stderr);
+      assert.ok(!stderr.includes("s3cr3t-value"), stderr);
+      assert.ok(!/\bat \S+:\d+:\d+/.test(stderr), `no stack trace: ${stderr}`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
