@@ -17,7 +17,13 @@ import { parseArgs } from "node:util";
 import type { SqlDatabase } from "./db.ts";
 import { findQuery, QUERIES } from "./mod.ts";
 import { formatRows, FORMATS, type OutputFormat } from "./output.ts";
-import { type ParamSpec, type QueryArgs, type QueryDefinition, QueryParamError } from "./query.ts";
+import {
+  checkTime,
+  type ParamSpec,
+  type QueryArgs,
+  type QueryDefinition,
+  QueryParamError,
+} from "./query.ts";
 
 /**
  * How the CLI reaches a database. `queries/` knows SQL, not stores: the daemon side
@@ -145,11 +151,46 @@ export function parseQueryArgs(
         args[p.name] = parts.map(Number);
         break;
       }
+      case "time":
+        checkTime(p.name, text);
+        args[p.name] = text;
+        break;
       default:
         args[p.name] = text;
     }
   }
   return args;
+}
+
+/**
+ * `--from -7d` as `--from=-7d`. node's parseArgs takes a value that starts with `-` for
+ * an option only in the `=` form (it could be a mistyped option), but a dash followed by
+ * a digit is never an option name: it is a relative time (or a negative number).
+ */
+export function joinDashValues(
+  args: readonly string[],
+  options: Record<string, { type: "string" | "boolean" }>,
+): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const next = args[i + 1];
+    if (arg === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    const name = arg.startsWith("--") ? arg.slice(2) : undefined;
+    if (
+      name !== undefined && options[name]?.type === "string" && next !== undefined &&
+      /^-\d/.test(next)
+    ) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
 }
 
 /** Runs the command line; returns the exit status. */
@@ -185,7 +226,12 @@ export async function main(argv: readonly string[], database: CliDatabase): Prom
     }
     let values: Record<string, string | boolean | undefined>;
     try {
-      ({ values } = parseArgs({ args: [...rest], options, strict: true, allowPositionals: false }));
+      ({ values } = parseArgs({
+        args: joinDashValues(rest, options),
+        options,
+        strict: true,
+        allowPositionals: false,
+      }));
     } catch (error) {
       throw new UsageError(`${(error as Error).message}; see \`deno task query ${name} --help\``);
     }

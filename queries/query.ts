@@ -115,12 +115,48 @@ const ABSOLUTE =
   /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)$/i;
 const RELATIVE = /^-(\d+)([mhd])$/;
 
+const TIME_FORMS =
+  "expected 2026-11-26, '2026-11-26 08:00', an ISO time with offset, now, today, yesterday, or -7d / -12h / -30m";
+
+/**
+ * Checks a time as typed (see the module doc), so that a bad one is refused with the
+ * option's name before any SQL runs; PostgreSQL would only say "date/time field value out
+ * of range". Throws {@linkcode QueryParamError}.
+ */
+export function checkTime(param: string, value: string): void {
+  const text = value.trim();
+  if (ABSOLUTE.test(text) || NAIVE.test(text)) {
+    const [, year, month, day, hour = "0", minute = "0", second = "0", offset] =
+      /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?(?:Z|[+-](\d{2}))?/i
+        .exec(text)!;
+    const daysInMonth = new Date(Date.UTC(Number(year), Number(month), 0)).getUTCDate();
+    const problem = Number(month) < 1 || Number(month) > 12
+      ? `month ${month}`
+      : Number(day) < 1 || Number(day) > daysInMonth
+      ? `day ${day} (${year}-${month} has ${daysInMonth})`
+      : Number(hour) > 23
+      ? `hour ${hour}`
+      : Number(minute) > 59
+      ? `minute ${minute}`
+      : Number(second) > 59
+      ? `second ${second}`
+      : offset !== undefined && Number(offset) > 15
+      ? `UTC offset ${offset} hours`
+      : undefined;
+    if (problem === undefined) return;
+    throw new QueryParamError(param, `"${value}" is not a valid time (${problem}); ${TIME_FORMS}`);
+  }
+  if (text === "now" || text === "today" || text === "yesterday" || RELATIVE.test(text)) return;
+  throw new QueryParamError(param, `"${value}" is not a time (${TIME_FORMS})`);
+}
+
 /** A time input as a bound SQL `timestamptz` expression. */
 export function timeSql(param: string, value: TimeInput, tz: string): SQL {
   if (value instanceof Date) {
     if (Number.isNaN(value.getTime())) throw new QueryParamError(param, "invalid date");
     return sql`${value.toISOString()}::timestamptz`;
   }
+  checkTime(param, value);
   const text = value.trim();
   if (ABSOLUTE.test(text)) return sql`${text}::timestamptz`;
   if (NAIVE.test(text)) return sql`(${text}::timestamp at time zone ${tz})`;
@@ -135,10 +171,7 @@ export function timeSql(param: string, value: TimeInput, tz: string): SQL {
     const unit = { m: "mins", h: "hours", d: "days" }[relative[2] as "m" | "h" | "d"];
     return sql`(now() - make_interval(${sql.raw(unit)} => ${n}))`;
   }
-  throw new QueryParamError(
-    param,
-    `"${value}" is not a time (expected 2026-11-26, '2026-11-26 08:00', an ISO time with offset, now, today, yesterday, or -7d / -12h / -30m)`,
-  );
+  throw new QueryParamError(param, `"${value}" is not a time (${TIME_FORMS})`);
 }
 
 /**

@@ -29,6 +29,10 @@ import {
   transfers,
 } from "../queries/mod.ts";
 import { formatCsv, formatRows, formatTable } from "../queries/output.ts";
+import { type CliDatabase, main as cliMain } from "../queries/cli.ts";
+import type { QueryDefinition } from "../queries/query.ts";
+import { CLI_DATABASE } from "../daemon/cli_store.ts";
+import { openStore } from "../daemon/store.ts";
 import type { SqlExecutor } from "../queries/db.ts";
 import {
   amiSessions,
@@ -969,5 +973,134 @@ Deno.test("deno task query prints a named query as CSV and lists every query", a
     assert.match(unknown.stderr, /unknown query "calls-per-week"/);
   } finally {
     await store.close();
+  }
+});
+
+/** Runs the query CLI in this process on `database`; returns its status and what it printed. */
+async function runCli(
+  argv: string[],
+  database: CliDatabase,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stderr: string[] = [];
+  const stdout: string[] = [];
+  const { error, log } = console;
+  const write = Deno.stdout.write;
+  console.error = (...data: unknown[]) => stderr.push(data.join(" "));
+  console.log = (...data: unknown[]) => stdout.push(data.join(" "));
+  Deno.stdout.write = (bytes: Uint8Array) => {
+    stdout.push(new TextDecoder().decode(bytes));
+    return Promise.resolve(bytes.length);
+  };
+  try {
+    const code = await cliMain(argv, database);
+    return { code, stdout: stdout.join("\n"), stderr: stderr.join("\n") };
+  } finally {
+    Object.assign(console, { error, log });
+    Deno.stdout.write = write;
+  }
+}
+
+/** A database side that records the options it was opened with and has no tables. */
+function recordingDatabase(): CliDatabase & { opened: Record<string, unknown>[] } {
+  const opened: Record<string, unknown>[] = [];
+  return {
+    opened,
+    options: CLI_DATABASE.options,
+    help: CLI_DATABASE.help,
+    open(values) {
+      opened.push(values);
+      return Promise.reject(new Error("not connected (test)"));
+    },
+    describeError: (error) => (error as Error).message,
+  };
+}
+
+/** A value each required parameter accepts, so that only the option under test varies. */
+function requiredArgs(query: QueryDefinition): string[] {
+  return query.params.filter((p) => p.required).flatMap((p) => [`--${p.name}`, "1"]);
+}
+
+Deno.test("every time option takes a relative time after a space, as --help shows (--from -7d)", async () => {
+  let checked = 0;
+  for (const query of QUERIES) {
+    for (const param of query.params.filter((p) => p.kind === "time")) {
+      for (const value of ["-7d", "-12h", "-30m"]) {
+        const database = recordingDatabase();
+        const argv = [query.name, `--${param.name}`, value, ...requiredArgs(query)];
+        const result = await runCli(argv, database);
+        assert.equal(result.code, 1, `${argv.join(" ")}: ${result.stderr}`);
+        assert.equal(result.stderr, "error: not connected (test)");
+        assert.equal(database.opened[0][param.name], value, argv.join(" "));
+        checked++;
+      }
+    }
+  }
+  assert.ok(checked >= 3 * 2 * 14, `${checked} relative times checked`);
+  // A mistyped option is still an error, not taken for a value.
+  const typo = await runCli(["calls-per-day", "--from", "--to", "today"], recordingDatabase());
+  assert.equal(typo.code, 2);
+});
+
+Deno.test("an impossible date names the option and the forms expected, before any SQL runs", async () => {
+  const cases: [string, RegExp][] = [
+    ["2026-13-45", /month 13/],
+    ["2026-02-30", /day 30 \(2026-02 has 28\)/],
+    ["2028-02-30", /day 30 \(2028-02 has 29\)/],
+    ["2026-11-26 24:00", /hour 24/],
+    ["2026-11-26T08:61:00Z", /minute 61/],
+    ["2026-11-26 08:00:60", /second 60/],
+    ["2026-11-26T08:00:00+24:00", /UTC offset 24 hours/],
+  ];
+  for (const [value, problem] of cases) {
+    const database = recordingDatabase();
+    const result = await runCli(["calls-per-day", "--to", value], database);
+    assert.equal(result.code, 2, value);
+    assert.match(result.stderr, /^error: --to: "/);
+    assert.match(result.stderr, problem);
+    assert.match(result.stderr, /expected 2026-11-26, '2026-11-26 08:00', .* -7d \/ -12h \/ -30m/);
+    assert.deepEqual(database.opened, [], "the database is not even opened");
+    // Code calling the query function directly gets the same error.
+    await assert.rejects(callsPerDay(failingExecutor, { from: value }), QueryParamError);
+  }
+  const word = await runCli(["missed-calls", "--from", "last week"], recordingDatabase());
+  assert.equal(word.code, 2);
+  assert.match(word.stderr, /--from: "last week" is not a time \(expected 2026-11-26/);
+  for (const ok of ["2024-02-29", "2026-11-26 23:59:59.5", "2026-11-26T08:00:00+05:30"]) {
+    const result = await runCli(["calls-per-day", "--from", ok], recordingDatabase());
+    assert.equal(result.code, 1, `${ok}: ${result.stderr}`);
+  }
+});
+
+/** An executor that fails any SQL it is given: a query that reaches it checked too late. */
+const failingExecutor = {
+  execute: () => Promise.reject(new Error("SQL was run")),
+} as unknown as SqlExecutor;
+
+Deno.test("a query never creates an embedded store: a mistyped --data-dir says none is there", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dami-query-store-" });
+  const cwd = Deno.cwd();
+  try {
+    const typo = `${dir}/dta`;
+    const missing = await runCli(["calls-per-day", "--data-dir", typo], CLI_DATABASE);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /^error: no DAMI store in .*\/dta \(--data-dir .*\/dta\)/);
+    await assert.rejects(Deno.stat(typo), Deno.errors.NotFound, "nothing was created");
+    // The same through a config file's dataDir, and through the default ./data.
+    await Deno.writeTextFile(`${dir}/c.jsonc`, `{ "dataDir": "./elsewhere" }`);
+    const viaConfig = await runCli(["calls-per-day", "--config", `${dir}/c.jsonc`], CLI_DATABASE);
+    assert.match(viaConfig.stderr, /no DAMI store in .*\/elsewhere \(dataDir of .*c\.jsonc\)/);
+    Deno.chdir(dir);
+    const byDefault = await runCli(["calls-per-day"], CLI_DATABASE);
+    assert.match(byDefault.stderr, /no DAMI store in \.\/data \(the default \.\/data\)/);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["c.jsonc"]);
+    // A store the daemon created opens and answers.
+    Deno.chdir(cwd);
+    await (await openStore({ dataDir: `${dir}/data` })).close();
+    const found = await runCli(["calls-per-day", "--data-dir", `${dir}/data`], CLI_DATABASE);
+    assert.equal(found.code, 0, found.stderr);
+    assert.match(found.stdout, /\(0 rows\)/);
+  } finally {
+    Deno.chdir(cwd);
+    await Deno.remove(dir, { recursive: true });
   }
 });
