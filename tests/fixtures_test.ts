@@ -3,9 +3,10 @@
  * with the exact message counts of the fixtures README and spot-checked field values.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { AmiParser } from "../dami/parser.ts";
 import { type AmiMessage, headerValue, headerValues } from "../dami/message.ts";
+import { DAMI } from "../mod.ts";
+import { startFakeAmi } from "./fake_ami_server.ts";
 import { FIXTURE_NAMES, type FixtureName, loadFixture } from "./fixtures.ts";
 
 interface Counts {
@@ -118,18 +119,41 @@ Deno.test("fixture login-bad-secret: Authentication failed about a second later,
   assert.equal(close.dir, "close");
 });
 
-Deno.test("fixture md5-login: the recorded Key is md5(challenge + secret)", () => {
+Deno.test("fixture md5-login: DAMI's MD5 login sends the Key that real Asterisk accepted", async () => {
   const fixture = loadFixture("md5-login");
   const { messages } = replay("md5-login");
-  const challenge = headerValue(one(messages, withId("md5-1-c")), "Challenge");
-  assert.equal(challenge, "482454724");
-  const login = new TextDecoder().decode(fixture.outChunks[1]);
-  const key = createHash("md5").update(challenge + "dami-secret").digest("hex");
-  assert.equal(key, "6c9bba098513d6f48cab59af8502a8c3");
-  assert.ok(login.includes(`\r\nKey: ${key}\r\n`));
-  assert.ok(!login.includes("dami-secret"));
+  // What the recording says: the challenge Asterisk gave, the Key the client answered
+  // with, and that Asterisk accepted it.
+  const challenge = headerValue(one(messages, withId("md5-1-c")), "Challenge")!;
+  const [recordedLogin] = new AmiParser().push(
+    concat(new TextEncoder().encode("Asterisk Call Manager/9.0.0\r\n"), fixture.outChunks[1]),
+  );
+  assert.equal(headerValue(recordedLogin, "Action"), "Login");
+  const recordedKey = headerValue(recordedLogin, "Key")!;
+  assert.match(recordedKey, /^[0-9a-f]{32}$/);
   assert.equal(headerValue(one(messages, withId("md5-1")), "Message"), "Authentication accepted");
+
+  // DAMI, handed the same challenge, must send that same Key and never the secret.
+  await using server = await startFakeAmi({ authFailDelayMs: 0, challenge });
+  const dami = new DAMI({ hostname: "127.0.0.1", port: server.port, logger: false });
+  try {
+    await dami.connectAndLogin({ username: "dami", secret: "dami-secret", authType: "md5" });
+  } finally {
+    dami.close();
+  }
+  const login = server.sessions[0].actions.find((a) => a.name === "Login")!;
+  assert.equal(login.get("AuthType")?.toLowerCase(), "md5");
+  assert.equal(login.get("Key"), recordedKey);
+  assert.equal(login.get("Secret"), undefined);
+  assert.ok(!new TextDecoder().decode(login.raw).includes("dami-secret"));
 });
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
 
 Deno.test("fixture action-before-login: Permission denied before Login, Pong after", () => {
   const { messages } = replay("action-before-login");

@@ -188,21 +188,41 @@ Deno.test("/metrics exposes events, reconnects, keepalive misses, action runs an
       "a reconnect",
       async () => /dami_reconnects_total\{server="pbx1"\} [1-9]/.test(await scrape()),
     );
+    // Both sessions ran the on-connect SIPPeers (3 PeerEntry and a Complete each); once
+    // everything received is stored, the figures must equal the pipeline's own counts.
+    await waitFor(
+      "the second on-connect run",
+      async () =>
+        /dami_action_runs_total\{server="pbx1",action="peers",status="ok"\} 2\n/.test(
+          await scrape(),
+        ),
+    );
+    await waitFor("everything received stored", () => {
+      const s = ingest.stats();
+      return s.queueDepth === 0 && s.servers.pbx1.stored === s.servers.pbx1.received &&
+        supervisor.connected;
+    });
+    const stats = ingest.stats();
     const text = await scrape();
-    for (
-      const pattern of [
-        /dami_events_received_total\{server="pbx1"\} [1-9]/,
-        /dami_events_stored_total\{server="pbx1"\} [1-9]/,
-        /dami_events_spooled_total\{server="pbx1"\} \d+/,
-        /dami_action_runs_total\{server="pbx1",action="peers",status="ok"\} [1-9]/,
-        /dami_server_connected\{server="pbx1"\} [01]/,
-        /dami_ingest_queue_depth \d+/,
-        /dami_spool_bytes \d+/,
-        /dami_database_up 1/,
-        /dami_ingest_delay_seconds_count [1-9]/,
-        /dami_ingest_delay_seconds_bucket\{le="\+Inf"\} [1-9]/,
-      ]
-    ) assert.match(text, pattern);
+    const value = (sample: string): number => {
+      const line = text.split("\n").find((l) => l.startsWith(`${sample} `));
+      assert.ok(line !== undefined, `${sample} in:\n${text}`);
+      return Number(line.slice(sample.length + 1));
+    };
+    assert.ok(stats.servers.pbx1.received >= 8, `${stats.servers.pbx1.received} events`);
+    assert.equal(value('dami_events_received_total{server="pbx1"}'), stats.servers.pbx1.received);
+    assert.equal(value('dami_events_stored_total{server="pbx1"}'), stats.servers.pbx1.stored);
+    assert.equal(value('dami_events_spooled_total{server="pbx1"}'), stats.servers.pbx1.spooled);
+    assert.equal(value('dami_action_runs_total{server="pbx1",action="peers",status="ok"}'), 2);
+    assert.equal(value('dami_server_connected{server="pbx1"}'), 1);
+    assert.equal(value('dami_reconnects_total{server="pbx1"}'), 1);
+    assert.ok(value('dami_keepalive_misses_total{server="pbx1"}') >= 1);
+    assert.equal(value("dami_ingest_queue_depth"), 0);
+    assert.equal(value("dami_spool_bytes"), stats.spoolBytes);
+    assert.equal(value("dami_database_up"), 1);
+    // One delay observation per stored event, each within the +Inf bucket.
+    assert.equal(value("dami_ingest_delay_seconds_count"), stats.storedEvents);
+    assert.equal(value('dami_ingest_delay_seconds_bucket{le="+Inf"}'), stats.storedEvents);
     const missing = await fetch(`http://127.0.0.1:${http.port}/nope`);
     assert.equal(missing.status, 404);
     await missing.body?.cancel();

@@ -152,7 +152,10 @@ Deno.test("a run while the server is down is recorded not_connected at its time,
   await using h = await harness(t, server, [
     { name: "peers", schedule: "* * * * * *", action: "SIPPeers" },
   ], port);
-  await new Promise((resolve) => setTimeout(resolve, 2500));
+  await waitFor(
+    "two runs recorded not_connected while the server is down",
+    async () => (await runs(h.store)).filter((r) => r.status === "not_connected").length >= 2,
+  );
   await using back = await startFakeAmi({ authFailDelayMs: 0, port });
   await waitFor("connected", () => h.supervisor.connected);
   const reconnectedAt = Date.now();
@@ -185,16 +188,30 @@ Deno.test("a run still waiting for its answer makes the next firing skip (no ove
   await using server = await startFakeAmi({ authFailDelayMs: 0 });
   server.handle("SlowStatus", () => undefined);
   await using h = await harness(t, server, [
-    { name: "slow", schedule: "* * * * * *", action: "SlowStatus", timeoutMs: 2500 },
+    { name: "slow", schedule: "* * * * * *", action: "SlowStatus", timeoutMs: 1500 },
   ]);
   await waitFor("connected", () => h.supervisor.connected);
-  await new Promise((resolve) => setTimeout(resolve, 3200));
+  // Firings every second, each run waiting 1.5 s for an answer that never comes.
+  await waitFor(
+    "two runs timed out",
+    async () => (await runs(h.store)).filter((r) => r.status === "timeout").length >= 2,
+  );
   await h.stop();
   const sent = server.sessions.flatMap((s) => s.actions).filter((a) => a.name === "SlowStatus");
-  // Firings every second for ~3 s, but each run waits 2.5 s: at most 2 were sent.
-  assert.ok(sent.length >= 1 && sent.length <= 2, `${sent.length} runs sent`);
   const rows = await runs(h.store);
-  assert.ok(rows.every((r) => r.status === "timeout" || r.status === "error"));
+  assert.ok(rows.length >= 2, `${rows.length} runs`);
+  // Every firing that sent something is recorded, and no run started before the previous
+  // one had finished: the firings in between were skipped, not queued or overlapped.
+  assert.equal(sent.length, rows.length);
+  for (const run of rows) assert.ok(run.status === "timeout" || run.status === "error", run.status);
+  for (let i = 1; i < rows.length; i++) {
+    assert.ok(
+      Date.parse(rows[i].started_at) >= Date.parse(rows[i - 1].finished_at),
+      `run ${i} started at ${rows[i].started_at}, before run ${i - 1} finished at ${
+        rows[i - 1].finished_at
+      }`,
+    );
+  }
 });
 
 Deno.test("on-connect actions run after every login and capture calls already up", async (t) => {
