@@ -468,49 +468,80 @@ async function seed(db: SqlExecutor): Promise<void> {
       },
     },
   ]);
+  // Two events of A1's trunk leg, so that call-timeline has something to show (a call of
+  // their own: rows of one insert share the first row's columns).
+  await insertEventRecords(db, [
+    ...[["Newchannel", "02T09:00:00", 3], ["Hangup", "02T09:05:00", 4]].map((
+      [event, at, seq],
+    ) => ({
+      server: "pbx1",
+      session_id: "018f0000-0000-7000-8000-000000000001",
+      seq,
+      received_at: T(at as string),
+      event,
+      uniqueid: legId("A1", "SIP/trunk"),
+      linkedid: legId("A1", "SIP/trunk"),
+      channel: "SIP/trunk-00000000",
+      fields: {
+        Event: event,
+        Channel: "SIP/trunk-00000000",
+        ChannelStateDesc: event === "Hangup" ? "Up" : "Down",
+        CallerIDNum: "+15550001111",
+        Uniqueid: legId("A1", "SIP/trunk"),
+        ...(event === "Hangup" ? { Cause: "16", "Cause-txt": "Normal Clearing" } : {}),
+      },
+    })),
+  ]);
 }
 
-async function withSeeded(fn: (db: SqlExecutor) => Promise<void>): Promise<void> {
+/** The tests that only read the seeded database, run as steps of one test on one database. */
+const SEEDED_TESTS: [name: string, fn: (db: SqlExecutor) => Promise<void>][] = [];
+
+/** Registers a test on the seeded database; it must not write to it. */
+function seededTest(name: string, fn: (db: SqlExecutor) => Promise<void>): void {
+  SEEDED_TESTS.push([name, fn]);
+}
+
+// One migrated and seeded database for every read-only test of this file: creating,
+// migrating and dropping one per test was most of their time.
+Deno.test("named queries on the seeded Monday", async (t) => {
   const store: TestStore = await openTestStore("queries");
   try {
     await seed(store.db);
-    await fn(store.db);
+    for (const [name, fn] of SEEDED_TESTS) await t.step(name, () => fn(store.db));
   } finally {
     await store.close();
   }
-}
-
-Deno.test("calls-per-day counts answered, missed and incomplete calls per day", async () => {
-  await withSeeded(async (db) => {
-    assert.deepEqual(await callsPerDay(db, { server: "pbx1" }), [
-      { day: "2026-11-02", total: 9, answered: 4, missed: 5, incomplete: 0, avg_talk_s: 245 },
-      { day: "2026-11-03", total: 1, answered: 1, missed: 0, incomplete: 0, avg_talk_s: 3590 },
-      { day: "2026-11-04", total: 1, answered: 1, missed: 0, incomplete: 1, avg_talk_s: null },
-    ]);
-    const all = await callsPerDay(db, { from: "2026-11-02", to: "2026-11-03" });
-    assert.deepEqual(all, [
-      { day: "2026-11-02", total: 10, answered: 5, missed: 5, incomplete: 0, avg_talk_s: 206 },
-    ]);
-  });
 });
 
-Deno.test("calls-per-day groups by the days of the given time zone", async () => {
-  await withSeeded(async (db) => {
-    // Tokyo is UTC+9: M5 (15:00 UTC) falls on 11-03, N1 (23:30 UTC) on 11-04.
-    const days = await callsPerDay(db, { server: "pbx1", tz: "Asia/Tokyo" });
-    assert.deepEqual(days.map((d) => [d.day, d.total]), [
-      ["2026-11-02", 8],
-      ["2026-11-03", 1],
-      ["2026-11-04", 2],
-    ]);
-    // A local date bound is local midnight: 2026-11-03 00:00 Tokyo = 11-02 15:00 UTC.
-    const from = await callsPerDay(db, { server: "pbx1", tz: "Asia/Tokyo", from: "2026-11-03" });
-    assert.equal(from.reduce((n, d) => n + d.total, 0), 3);
-  });
+seededTest("calls-per-day counts answered, missed and incomplete calls per day", async (db) => {
+  assert.deepEqual(await callsPerDay(db, { server: "pbx1" }), [
+    { day: "2026-11-02", total: 9, answered: 4, missed: 5, incomplete: 0, avg_talk_s: 245 },
+    { day: "2026-11-03", total: 1, answered: 1, missed: 0, incomplete: 0, avg_talk_s: 3590 },
+    { day: "2026-11-04", total: 1, answered: 1, missed: 0, incomplete: 1, avg_talk_s: null },
+  ]);
+  const all = await callsPerDay(db, { from: "2026-11-02", to: "2026-11-03" });
+  assert.deepEqual(all, [
+    { day: "2026-11-02", total: 10, answered: 5, missed: 5, incomplete: 0, avg_talk_s: 206 },
+  ]);
 });
 
-Deno.test("missed-calls lists callers nobody reached since, by their last missed call", async () => {
-  await withSeeded(async (db) => {
+seededTest("calls-per-day groups by the days of the given time zone", async (db) => {
+  // Tokyo is UTC+9: M5 (15:00 UTC) falls on 11-03, N1 (23:30 UTC) on 11-04.
+  const days = await callsPerDay(db, { server: "pbx1", tz: "Asia/Tokyo" });
+  assert.deepEqual(days.map((d) => [d.day, d.total]), [
+    ["2026-11-02", 8],
+    ["2026-11-03", 1],
+    ["2026-11-04", 2],
+  ]);
+  // A local date bound is local midnight: 2026-11-03 00:00 Tokyo = 11-02 15:00 UTC.
+  const from = await callsPerDay(db, { server: "pbx1", tz: "Asia/Tokyo", from: "2026-11-03" });
+  assert.equal(from.reduce((n, d) => n + d.total, 0), 3);
+});
+
+seededTest(
+  "missed-calls lists callers nobody reached since, by their last missed call",
+  async (db) => {
     // M1 was called back (C1, dialed with a 9 prefix); M4's caller got through later (A3).
     assert.deepEqual(await missedCalls(db, { server: "pbx1" }), [
       {
@@ -534,33 +565,32 @@ Deno.test("missed-calls lists callers nobody reached since, by their last missed
     ]);
     const inbound = await missedCalls(db, { context: "from-trunk" });
     assert.deepEqual(inbound.map((r) => r.src), ["+15550003333"]);
+  },
+);
+
+seededTest("longest-calls orders by duration and honours the limit", async (db) => {
+  const rows = await longestCalls(db, { server: "pbx1", limit: 3 });
+  assert.deepEqual(rows.map((r) => [r.call_id, r.duration_s, r.billsec_s]), [
+    ["N1", 3600, 3590],
+    ["C1", 600, 580],
+    ["A1", 300, 290],
+  ]);
+  assert.deepEqual(rows[0], {
+    call_id: "N1",
+    started_at: "2026-11-03 23:30:00",
+    src: "+15550005555",
+    dst: "200",
+    answered_by: "SIP/6002",
+    disposition: "ANSWERED",
+    duration_s: 3600,
+    billsec_s: 3590,
+    complete: true,
   });
 });
 
-Deno.test("longest-calls orders by duration and honours the limit", async () => {
-  await withSeeded(async (db) => {
-    const rows = await longestCalls(db, { server: "pbx1", limit: 3 });
-    assert.deepEqual(rows.map((r) => [r.call_id, r.duration_s, r.billsec_s]), [
-      ["N1", 3600, 3590],
-      ["C1", 600, 580],
-      ["A1", 300, 290],
-    ]);
-    assert.deepEqual(rows[0], {
-      call_id: "N1",
-      started_at: "2026-11-03 23:30:00",
-      src: "+15550005555",
-      dst: "200",
-      answered_by: "SIP/6002",
-      disposition: "ANSWERED",
-      duration_s: 3600,
-      billsec_s: 3590,
-      complete: true,
-    });
-  });
-});
-
-Deno.test("busiest-extensions ranks endpoints by calls, leaving Local channels out", async () => {
-  await withSeeded(async (db) => {
+seededTest(
+  "busiest-extensions ranks endpoints by calls, leaving Local channels out",
+  async (db) => {
     assert.deepEqual(
       await busiestExtensions(db, { server: "pbx1", from: "2026-11-02", to: "2026-11-03" }),
       [
@@ -569,21 +599,20 @@ Deno.test("busiest-extensions ranks endpoints by calls, leaving Local channels o
         { endpoint: "SIP/6002", calls: 3, answered: 1, unanswered: 2, talk_s: 55 },
       ],
     );
-  });
+  },
+);
+
+seededTest("heatmap counts calls by hour and weekday, every hour present", async (db) => {
+  const rows = await heatmap(db, { server: "pbx1", from: "2026-11-02", to: "2026-11-03" });
+  assert.equal(rows.length, 24);
+  const mondays = Object.fromEntries(rows.filter((r) => r.total > 0).map((r) => [r.hour, r.mon]));
+  assert.deepEqual(mondays, { 9: 2, 10: 2, 11: 1, 12: 1, 13: 1, 14: 1, 15: 1 });
+  assert.equal(rows.reduce((n, r) => n + r.tue + r.wed + r.thu + r.fri + r.sat + r.sun, 0), 0);
 });
 
-Deno.test("heatmap counts calls by hour and weekday, every hour present", async () => {
-  await withSeeded(async (db) => {
-    const rows = await heatmap(db, { server: "pbx1", from: "2026-11-02", to: "2026-11-03" });
-    assert.equal(rows.length, 24);
-    const mondays = Object.fromEntries(rows.filter((r) => r.total > 0).map((r) => [r.hour, r.mon]));
-    assert.deepEqual(mondays, { 9: 2, 10: 2, 11: 1, 12: 1, 13: 1, 14: 1, 15: 1 });
-    assert.equal(rows.reduce((n, r) => n + r.tue + r.wed + r.thu + r.fri + r.sat + r.sun, 0), 0);
-  });
-});
-
-Deno.test("peak-concurrency finds each day's peak, counting calls carried over midnight", async () => {
-  await withSeeded(async (db) => {
+seededTest(
+  "peak-concurrency finds each day's peak, counting calls carried over midnight",
+  async (db) => {
     assert.deepEqual(await peakConcurrency(db, { server: "pbx1" }), [
       { day: "2026-11-02", peak: 2, peak_at: "09:01:00", calls: 9 },
       { day: "2026-11-03", peak: 1, peak_at: "23:30:00", calls: 1 },
@@ -592,11 +621,12 @@ Deno.test("peak-concurrency finds each day's peak, counting calls carried over m
     // Both servers: X1 (pbx2, 09:00:30-09:01:30) overlaps A1 and A2.
     const both = await peakConcurrency(db, { from: "2026-11-02", to: "2026-11-03" });
     assert.deepEqual(both, [{ day: "2026-11-02", peak: 3, peak_at: "09:01:00", calls: 10 }]);
-  });
-});
+  },
+);
 
-Deno.test("queue-summary gives offered, answered, abandoned, waits and service level", async () => {
-  await withSeeded(async (db) => {
+seededTest(
+  "queue-summary gives offered, answered, abandoned, waits and service level",
+  async (db) => {
     assert.deepEqual(await queueSummary(db, {}), [
       {
         queue: "sales",
@@ -626,195 +656,180 @@ Deno.test("queue-summary gives offered, answered, abandoned, waits and service l
     const lenient = await queueSummary(db, { queue: "support", threshold: 30 });
     assert.equal(lenient.length, 1);
     assert.equal(lenient[0].service_level_pct, 40);
-  });
+  },
+);
+
+seededTest("agent-performance combines rings (ms) and talk time (s) per agent", async (db) => {
+  assert.deepEqual(await agentPerformance(db, {}), [
+    {
+      agent: "SIP/6001",
+      rung: 4,
+      answered: 2,
+      no_answer: 1,
+      answer_rate_pct: 50,
+      avg_ring_s: 2.5,
+      talk_s: 160,
+      avg_talk_s: 80,
+      avg_caller_wait_s: 7.5,
+    },
+    {
+      agent: "SIP/6002",
+      rung: 1,
+      answered: 1,
+      no_answer: 0,
+      answer_rate_pct: 100,
+      avg_ring_s: 5,
+      talk_s: 200,
+      avg_talk_s: 200,
+      avg_caller_wait_s: 25,
+    },
+  ]);
+  const sales = await agentPerformance(db, { queue: "sales" });
+  assert.deepEqual(sales.map((r) => [r.agent, r.rung, r.answered]), [["SIP/6001", 1, 1]]);
 });
 
-Deno.test("agent-performance combines rings (ms) and talk time (s) per agent", async () => {
-  await withSeeded(async (db) => {
-    assert.deepEqual(await agentPerformance(db, {}), [
-      {
-        agent: "SIP/6001",
-        rung: 4,
-        answered: 2,
-        no_answer: 1,
-        answer_rate_pct: 50,
-        avg_ring_s: 2.5,
-        talk_s: 160,
-        avg_talk_s: 80,
-        avg_caller_wait_s: 7.5,
-      },
-      {
-        agent: "SIP/6002",
-        rung: 1,
-        answered: 1,
-        no_answer: 0,
-        answer_rate_pct: 100,
-        avg_ring_s: 5,
-        talk_s: 200,
-        avg_talk_s: 200,
-        avg_caller_wait_s: 25,
-      },
-    ]);
-    const sales = await agentPerformance(db, { queue: "sales" });
-    assert.deepEqual(sales.map((r) => [r.agent, r.rung, r.answered]), [["SIP/6001", 1, 1]]);
-  });
+seededTest("abandon-waits buckets abandoned callers' waits with cumulative shares", async (db) => {
+  assert.deepEqual(await abandonWaits(db, { queue: "support" }), [
+    { wait_s: "0-10", abandoned: 1, pct: 50, cumulative_pct: 50 },
+    { wait_s: "10-30", abandoned: 0, pct: 0, cumulative_pct: 50 },
+    { wait_s: "30-60", abandoned: 1, pct: 50, cumulative_pct: 100 },
+    { wait_s: "60-120", abandoned: 0, pct: 0, cumulative_pct: 100 },
+    { wait_s: "120-300", abandoned: 0, pct: 0, cumulative_pct: 100 },
+    { wait_s: "300+", abandoned: 0, pct: 0, cumulative_pct: 100 },
+  ]);
+  const coarse = await abandonWaits(db, { buckets: [10, 60] });
+  assert.deepEqual(coarse.map((b) => [b.wait_s, b.abandoned]), [["0-10", 1], ["10-60", 1], [
+    "60+",
+    0,
+  ]]);
+  await assert.rejects(() => abandonWaits(db, { buckets: [30, 10] }), QueryParamError);
 });
 
-Deno.test("abandon-waits buckets abandoned callers' waits with cumulative shares", async () => {
-  await withSeeded(async (db) => {
-    assert.deepEqual(await abandonWaits(db, { queue: "support" }), [
-      { wait_s: "0-10", abandoned: 1, pct: 50, cumulative_pct: 50 },
-      { wait_s: "10-30", abandoned: 0, pct: 0, cumulative_pct: 50 },
-      { wait_s: "30-60", abandoned: 1, pct: 50, cumulative_pct: 100 },
-      { wait_s: "60-120", abandoned: 0, pct: 0, cumulative_pct: 100 },
-      { wait_s: "120-300", abandoned: 0, pct: 0, cumulative_pct: 100 },
-      { wait_s: "300+", abandoned: 0, pct: 0, cumulative_pct: 100 },
-    ]);
-    const coarse = await abandonWaits(db, { buckets: [10, 60] });
-    assert.deepEqual(coarse.map((b) => [b.wait_s, b.abandoned]), [["0-10", 1], ["10-60", 1], [
-      "60+",
-      0,
-    ]]);
-    await assert.rejects(() => abandonWaits(db, { buckets: [30, 10] }), QueryParamError);
-  });
-});
-
-Deno.test("endpoint-availability weighs states by time, leaving unknown time out", async () => {
-  await withSeeded(async (db) => {
-    // SIP/6001: up 00-06, down 06-08, unknown 08-12, up 12-24 → 64800 / 72000.
-    // SIP/6002: unmonitored 00-12, lagged (up) 12-24.
-    assert.deepEqual(await endpointAvailability(db, { from: "2026-11-02", to: "2026-11-03" }), [
-      {
-        day: "2026-11-02",
-        endpoint: "SIP/6001",
-        up_pct: 90,
-        up_s: 64800,
-        down_s: 7200,
-        samples: 4,
-      },
-      { day: "2026-11-02", endpoint: "SIP/6002", up_pct: 100, up_s: 43200, down_s: 0, samples: 2 },
-    ]);
-    const days = await endpointAvailability(db, {
+seededTest("endpoint-availability weighs states by time, leaving unknown time out", async (db) => {
+  // SIP/6001: up 00-06, down 06-08, unknown 08-12, up 12-24 → 64800 / 72000.
+  // SIP/6002: unmonitored 00-12, lagged (up) 12-24.
+  assert.deepEqual(await endpointAvailability(db, { from: "2026-11-02", to: "2026-11-03" }), [
+    {
+      day: "2026-11-02",
       endpoint: "SIP/6001",
-      from: "2026-11-02",
-      to: "2026-11-04",
-    });
-    // 11-03: up 00-10 (carried from the 12:00 sample), down 10-24.
-    assert.deepEqual(days[1], {
-      day: "2026-11-03",
+      up_pct: 90,
+      up_s: 64800,
+      down_s: 7200,
+      samples: 4,
+    },
+    { day: "2026-11-02", endpoint: "SIP/6002", up_pct: 100, up_s: 43200, down_s: 0, samples: 2 },
+  ]);
+  const days = await endpointAvailability(db, {
+    endpoint: "SIP/6001",
+    from: "2026-11-02",
+    to: "2026-11-04",
+  });
+  // 11-03: up 00-10 (carried from the 12:00 sample), down 10-24.
+  assert.deepEqual(days[1], {
+    day: "2026-11-03",
+    endpoint: "SIP/6001",
+    up_pct: 41.67,
+    up_s: 36000,
+    down_s: 50400,
+    samples: 2,
+  });
+});
+
+seededTest("endpoint-outages reports down intervals, the last one still open", async (db) => {
+  assert.deepEqual(await endpointOutages(db, {}), [
+    {
+      server: "pbx1",
       endpoint: "SIP/6001",
-      up_pct: 41.67,
-      up_s: 36000,
-      down_s: 50400,
+      down_from: "2026-11-02 06:00:00",
+      down_until: "2026-11-02 12:00:00",
+      duration_s: 21600,
+      samples: 1,
+    },
+    {
+      server: "pbx1",
+      endpoint: "SIP/6001",
+      down_from: "2026-11-03 10:00:00",
+      down_until: null,
+      duration_s: null,
       samples: 2,
-    });
-  });
+    },
+  ]);
+  const later = await endpointOutages(db, { from: "2026-11-03" });
+  assert.equal(later.length, 1);
 });
 
-Deno.test("endpoint-outages reports down intervals, the last one still open", async () => {
-  await withSeeded(async (db) => {
-    assert.deepEqual(await endpointOutages(db, {}), [
-      {
-        server: "pbx1",
-        endpoint: "SIP/6001",
-        down_from: "2026-11-02 06:00:00",
-        down_until: "2026-11-02 12:00:00",
-        duration_s: 21600,
-        samples: 1,
-      },
-      {
-        server: "pbx1",
-        endpoint: "SIP/6001",
-        down_from: "2026-11-03 10:00:00",
-        down_until: null,
-        duration_s: null,
-        samples: 2,
-      },
-    ]);
-    const later = await endpointOutages(db, { from: "2026-11-03" });
-    assert.equal(later.length, 1);
-  });
+seededTest("failure-causes groups failed legs by endpoint, cause and dial status", async (db) => {
+  const rows = await failureCauses(db, { server: "pbx1", from: "2026-11-02", to: "2026-11-03" });
+  assert.deepEqual(
+    rows.map((r) => [r.endpoint, r.cause, r.dial_status, r.legs, r.pct_of_endpoint]),
+    [
+      ["SIP/6001", 19, "NOANSWER", 2, 28.6],
+      ["SIP/6001", 16, "CANCEL", 1, 14.3],
+      ["SIP/6002", 16, null, 1, 33.3],
+      ["SIP/6002", 20, "CHANUNAVAIL", 1, 33.3],
+      ["SIP/trunk", 16, null, 3, 42.9],
+      ["SIP/trunk", 17, null, 1, 14.3],
+    ],
+  );
+  assert.equal(rows.find((r) => r.cause === 17)?.cause_txt, "User busy");
 });
 
-Deno.test("failure-causes groups failed legs by endpoint, cause and dial status", async () => {
-  await withSeeded(async (db) => {
-    const rows = await failureCauses(db, { server: "pbx1", from: "2026-11-02", to: "2026-11-03" });
-    assert.deepEqual(
-      rows.map((r) => [r.endpoint, r.cause, r.dial_status, r.legs, r.pct_of_endpoint]),
-      [
-        ["SIP/6001", 19, "NOANSWER", 2, 28.6],
-        ["SIP/6001", 16, "CANCEL", 1, 14.3],
-        ["SIP/6002", 16, null, 1, 33.3],
-        ["SIP/6002", 20, "CHANUNAVAIL", 1, 33.3],
-        ["SIP/trunk", 16, null, 3, 42.9],
-        ["SIP/trunk", 17, null, 1, 14.3],
-      ],
-    );
-    assert.equal(rows.find((r) => r.cause === 17)?.cause_txt, "User busy");
-  });
+seededTest("transfers lists blind and attended transfers with their calls", async (db) => {
+  assert.deepEqual(await transfers(db, { server: "pbx1" }), [
+    {
+      at: "2026-11-02 09:01:30",
+      kind: "attended",
+      result: "Fail",
+      call_id: "A2",
+      transferer: "SIP/6001-00000003",
+      transferee: "SIP/6002-00000004",
+      target: "SIP/6003-00000009",
+    },
+    {
+      at: "2026-11-02 09:03:00",
+      kind: "blind",
+      result: "Success",
+      call_id: "A1",
+      transferer: "SIP/6001-00000002",
+      transferee: "SIP/trunk-00000000",
+      target: "300@internal",
+    },
+  ]);
 });
 
-Deno.test("transfers lists blind and attended transfers with their calls", async () => {
-  await withSeeded(async (db) => {
-    assert.deepEqual(await transfers(db, { server: "pbx1" }), [
-      {
-        at: "2026-11-02 09:01:30",
-        kind: "attended",
-        result: "Fail",
-        call_id: "A2",
-        transferer: "SIP/6001-00000003",
-        transferee: "SIP/6002-00000004",
-        target: "SIP/6003-00000009",
-      },
-      {
-        at: "2026-11-02 09:03:00",
-        kind: "blind",
-        result: "Success",
-        call_id: "A1",
-        transferer: "SIP/6001-00000002",
-        transferee: "SIP/trunk-00000000",
-        target: "300@internal",
-      },
-    ]);
-  });
+seededTest("calls-during-gaps finds calls open across a disconnect or a crash", async (db) => {
+  const rows = await callsDuringGaps(db, {});
+  assert.deepEqual(
+    rows.map((r) => [r.server, r.gap_from, r.gap_until, r.disconnect_reason, r.call_id]),
+    [
+      ["pbx2", "2026-11-01 00:00:00", "2026-11-02 09:01:00", null, "X1"],
+      ["pbx1", "2026-11-04 08:10:00", "2026-11-04 08:30:00", "eof", "G1"],
+    ],
+  );
+  assert.equal(rows[1].complete, false);
+  assert.deepEqual((await callsDuringGaps(db, { server: "pbx1" })).map((r) => r.call_id), ["G1"]);
 });
 
-Deno.test("calls-during-gaps finds calls open across a disconnect or a crash", async () => {
-  await withSeeded(async (db) => {
-    const rows = await callsDuringGaps(db, {});
-    assert.deepEqual(
-      rows.map((r) => [r.server, r.gap_from, r.gap_until, r.disconnect_reason, r.call_id]),
-      [
-        ["pbx2", "2026-11-01 00:00:00", "2026-11-02 09:01:00", null, "X1"],
-        ["pbx1", "2026-11-04 08:10:00", "2026-11-04 08:30:00", "eof", "G1"],
-      ],
-    );
-    assert.equal(rows[1].complete, false);
-    assert.deepEqual((await callsDuringGaps(db, { server: "pbx1" })).map((r) => r.call_id), ["G1"]);
-  });
-});
-
-Deno.test("parameters are bound, so quotes in values match nothing instead of everything", async () => {
-  await withSeeded(async (db) => {
+seededTest(
+  "parameters are bound, so quotes in values match nothing instead of everything",
+  async (db) => {
     assert.deepEqual(await callsPerDay(db, { server: "pbx1' or '1'='1" }), []);
     assert.deepEqual(await missedCalls(db, { context: "x'); drop table calls; --" }), []);
     assert.equal((await longestCalls(db, {})).length, 11);
-  });
-});
+  },
+);
 
-Deno.test("bad times and time zones are refused with the parameter named", async () => {
-  await withSeeded(async (db) => {
-    await assert.rejects(
-      () => callsPerDay(db, { from: "last tuesday" }),
-      /--from: "last tuesday" is not a time/,
-    );
-    await assert.rejects(() => callsPerDay(db, { tz: "Mars/Olympus" }), /--tz: unknown time zone/);
-    assert.equal(
-      (await callsPerDay(db, { from: "2026-11-02T00:00:00+09:00", to: "2026-11-05T00:00:00Z" }))
-        .length,
-      3,
-    );
-  });
+seededTest("bad times and time zones are refused with the parameter named", async (db) => {
+  await assert.rejects(
+    () => callsPerDay(db, { from: "last tuesday" }),
+    /--from: "last tuesday" is not a time/,
+  );
+  await assert.rejects(() => callsPerDay(db, { tz: "Mars/Olympus" }), /--tz: unknown time zone/);
+  assert.equal(
+    (await callsPerDay(db, { from: "2026-11-02T00:00:00+09:00", to: "2026-11-05T00:00:00Z" }))
+      .length,
+    3,
+  );
 });
 
 Deno.test("call-timeline shows one call's events in order, found by any of its uniqueids", async () => {
@@ -893,13 +908,23 @@ Deno.test("the registry holds the fifteen named queries of DESIGN.md, then the d
   }
 });
 
-Deno.test("every registered query runs and returns its declared columns", async () => {
-  await withSeeded(async (db) => {
-    for (const q of QUERIES) {
-      const rows = await q.run(db, q.name === "call-timeline" ? { call: "A1" } : { tz: "UTC" });
-      for (const row of rows) assert.deepEqual(Object.keys(row), [...q.columns], q.name);
-    }
-  });
+seededTest("every registered query runs and returns rows with its declared columns", async (db) => {
+  for (const q of QUERIES) {
+    const rows = await q.run(db, q.name === "call-timeline" ? { call: "A1" } : { tz: "UTC" });
+    assert.ok(rows.length > 0, `${q.name} returned no rows on the seeded data`);
+    for (const row of rows) assert.deepEqual(Object.keys(row), [...q.columns], q.name);
+  }
+  assert.deepEqual(
+    (await callTimeline(db, { call: "A1", tz: "UTC" })).map((r) => [r.at, r.event, r.details]),
+    [
+      [
+        "2026-11-02 09:00:00.000000",
+        "Newchannel",
+        "ChannelStateDesc=Down CallerIDNum=+15550001111",
+      ],
+      ["2026-11-02 09:05:00.000000", "Hangup", "Cause=16 Cause-txt=Normal Clearing"],
+    ],
+  );
 });
 
 Deno.test("CSV output follows RFC 4180: CRLF, quoted commas, doubled quotes, empty nulls", () => {
