@@ -2,7 +2,7 @@
  * `deno task bench`: every benchmark, one after the other, each heavy part in its own
  * process. Prints one JSON object per figure on stdout (progress on stderr).
  *
- * Usage: deno task bench [parse|ingest|projections|fleet ...]   (default: all)
+ * Usage: deno task bench [parse|ingest|projections|fleet|settle ...]   (default: all)
  *
  * @module
  */
@@ -11,9 +11,10 @@ import { roundTripBench } from "./parse_roundtrip.ts";
 import { runIngestBenchSuite } from "./ingest_bench.ts";
 import { runProjectionsBench } from "./projections_bench.ts";
 import { runFleetBench } from "./fleet_bench.ts";
+import { settleBench } from "./settle_bench.ts";
 
 const wanted = new Set(
-  Deno.args.length > 0 ? Deno.args : ["parse", "ingest", "projections", "fleet"],
+  Deno.args.length > 0 ? Deno.args : ["parse", "ingest", "projections", "fleet", "settle"],
 );
 const cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
 console.error(
@@ -54,4 +55,8 @@ if (wanted.has("fleet")) {
   for (const figure of await runFleetBench()) {
     console.log(JSON.stringify({ bench: "fleet", ...figure }));
   }
+}
+if (wanted.has("settle")) {
+  console.error("settle: 1,000,000 actions, every outcome, none left pending");
+  console.log(JSON.stringify({ bench: "settle", ...await settleBench(1_000_000) }));
 }
