@@ -6,6 +6,7 @@
  * The timeline query runs on real fixture events through the projector.
  */
 import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 import { runProjectionsOnce } from "../daemon/projections/projector.ts";
 import { type ColumnRecord, insertRecords } from "../daemon/projections/write.ts";
 import {
@@ -1103,7 +1104,6 @@ const failingExecutor = {
 
 Deno.test("a query never creates an embedded store: a mistyped --data-dir says none is there", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dami-query-store-" });
-  const cwd = Deno.cwd();
   try {
     const typo = `${dir}/dta`;
     const missing = await runCli(["calls-per-day", "--data-dir", typo], CLI_DATABASE);
@@ -1114,18 +1114,33 @@ Deno.test("a query never creates an embedded store: a mistyped --data-dir says n
     await Deno.writeTextFile(`${dir}/c.jsonc`, `{ "dataDir": "./elsewhere" }`);
     const viaConfig = await runCli(["calls-per-day", "--config", `${dir}/c.jsonc`], CLI_DATABASE);
     assert.match(viaConfig.stderr, /no DAMI store in .*\/elsewhere \(dataDir of .*c\.jsonc\)/);
-    Deno.chdir(dir);
-    const byDefault = await runCli(["calls-per-day"], CLI_DATABASE);
-    assert.match(byDefault.stderr, /no DAMI store in \.\/data \(the default \.\/data\)/);
+    // The default ./data, run in that directory (in a process of its own: the working
+    // directory is shared by the test files that run in parallel).
+    const byDefault = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        fileURLToPath(new URL("../daemon/query_cli.ts", import.meta.url)),
+        "calls-per-day",
+      ],
+      cwd: dir,
+      env: { NO_COLOR: "1" },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(byDefault.code, 1);
+    assert.match(
+      new TextDecoder().decode(byDefault.stderr),
+      /^error: no DAMI store in \.\/data \(the default \.\/data\)/,
+    );
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["c.jsonc"]);
     // A store the daemon created opens and answers.
-    Deno.chdir(cwd);
     await (await openStore({ dataDir: `${dir}/data` })).close();
     const found = await runCli(["calls-per-day", "--data-dir", `${dir}/data`], CLI_DATABASE);
     assert.equal(found.code, 0, found.stderr);
     assert.match(found.stdout, /\(0 rows\)/);
   } finally {
-    Deno.chdir(cwd);
     await Deno.remove(dir, { recursive: true });
   }
 });
