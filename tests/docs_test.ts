@@ -147,11 +147,18 @@ Deno.test("every config key the README names exists, and every key of the config
   const leaves = new Set(known.map((p) => p.slice(p.lastIndexOf(".") + 1)));
   const topLevel = new Set(known.filter((p) => !p.includes(".")));
   const daemon = section("## The daemon");
-  // A config key in the text is a camelCase word or a dotted path from a top-level key.
-  const named = backticked(daemon).filter((word) =>
-    /^[a-z]+[A-Z][A-Za-z]*$/.test(word) ||
-    (/^[a-z][A-Za-z]*(\.[a-z][A-Za-z]*)+$/.test(word) && topLevel.has(word.split(".")[0]))
+  // A config key in the text is a camelCase word, a dotted path from a top-level key, or
+  // a quoted key of a JSON fragment such as `"cluster": { "instance": "..." }`.
+  const quoted = backticked(daemon).flatMap((code) =>
+    [...code.matchAll(/"([A-Za-z$][A-Za-z]*)"\s*:/g)].map((m) => m[1])
   );
+  const named = [
+    ...backticked(daemon).filter((word) =>
+      /^[a-z]+[A-Z][A-Za-z]*$/.test(word) ||
+      (/^[a-z][A-Za-z]*(\.[a-z][A-Za-z]*)+$/.test(word) && topLevel.has(word.split(".")[0]))
+    ),
+    ...quoted,
+  ];
   assert.ok(named.includes("spoolCapBytes"), named.join(", "));
   for (const word of named) {
     assert.ok(
@@ -163,7 +170,7 @@ Deno.test("every config key the README names exists, and every key of the config
   for (const path of example) {
     assert.ok(known.includes(path), `the README's example uses "${path}", unknown to the config`);
   }
-  const words = new Set(backticked(daemon));
+  const words = new Set([...backticked(daemon), ...quoted]);
   const undocumented = known.filter((path) =>
     !example.includes(path) && !words.has(path) &&
     !words.has(path.slice(path.lastIndexOf(".") + 1))

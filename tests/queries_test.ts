@@ -469,6 +469,25 @@ async function seed(db: SqlExecutor): Promise<void> {
       },
     },
   ]);
+  // A 10-minute pause of an agent, so that agent-pauses has something to show.
+  await insertEventRecords(
+    db,
+    [["1", "02T12:00:00", 5], ["0", "02T12:10:00", 6]].map(([paused, at, seq]) => ({
+      server: "pbx1",
+      session_id: "018f0000-0000-7000-8000-000000000001",
+      seq,
+      received_at: T(at as string),
+      event: "QueueMemberPause",
+      fields: {
+        Event: "QueueMemberPause",
+        Queue: "support",
+        MemberName: "SIP/6001",
+        Interface: "SIP/6001",
+        Paused: paused,
+        PausedReason: "lunch",
+      },
+    })),
+  );
   // Two events of A1's trunk leg, so that call-timeline has something to show (a call of
   // their own: rows of one insert share the first row's columns).
   await insertEventRecords(db, [
