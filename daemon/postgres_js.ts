@@ -4,6 +4,15 @@
  * reproduces each defect through a TCP proxy, so that a driver upgrade that fixes (or
  * changes) one shows up as a failing test rather than as a hang in production.
  *
+ * Not worked around here: after a connection is cut inside `sql.begin()`, the driver's
+ * ROLLBACK on the dropped socket (see {@linkcode guardAgainstDriverSocketBug}) leaves its
+ * write buffer full and its flush flag set, so that connection's next connects time out
+ * (`CONNECT_TIMEOUT`) until the buffer passes 1024 bytes, about ten tries. The ingest
+ * writer replaces its client after such a failure (`store.ts`); a Drizzle pool slot heals
+ * by itself, and the pool's other connections serve meanwhile. Padding the startup
+ * message past 1024 bytes, or dropping the stale bytes, was tried and is worse: the
+ * driver still counts that ROLLBACK as sent and pairs it with the next answer.
+ *
  * @example
  * ```ts ignore
  * import postgres from "postgres";
