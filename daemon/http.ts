@@ -1,8 +1,10 @@
 /**
  * The daemon's HTTP endpoints on `http.listen`:
  *
- * - `GET /healthz`: 200 when every server is connected and the store is writable,
- *   503 otherwise; the JSON body says why (`reasons`) and shows each server's state.
+ * - `GET /healthz`: 200 when every server is connected, the store is writable and the
+ *   projector is not stuck, 503 otherwise; the JSON body says why (`reasons`) and shows
+ *   each server's state, the store's and the projector's (lag, last error, events set
+ *   aside).
  * - `GET /metrics`: Prometheus text format.
  *
  * @module
@@ -11,6 +13,7 @@ import { getLogger } from "@logtape/logtape";
 import type { Ingest } from "./ingest.ts";
 import type { FleetStatus } from "./fleet.ts";
 import type { DaemonMetrics } from "./metrics.ts";
+import type { IsolatedEvent, ProjectorStats } from "./projections/projector.ts";
 import type { Store } from "./store.ts";
 import type { SupervisorStatus } from "./supervisor.ts";
 import { serveWeb } from "./web.ts";
@@ -44,21 +47,19 @@ export function storeHealthOf(
       spoolCapReached: stats.spoolCapReached,
       droppedEvents: stats.droppedEvents,
     };
-    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
+      const deadline = AbortSignal.timeout(timeoutMs);
       await Promise.race([
         store.ping(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
+        new Promise<never>((_, reject) =>
+          deadline.addEventListener(
+            "abort",
             () => reject(new Error(`the database did not answer within ${timeoutMs} ms`)),
-            timeoutMs,
-          );
-        }),
+          )
+        ),
       ]);
     } catch (error) {
       return { writable: false, reason: (error as Error).message, detail };
-    } finally {
-      clearTimeout(timer);
     }
     if (!stats.dbUp) {
       return { writable: false, reason: stats.lastError ?? "the last write failed", detail };
@@ -82,6 +83,44 @@ export interface HttpOptions {
   metrics: DaemonMetrics;
   /** Fleet mode: the leases this instance holds (absent or undefined when alone). */
   fleet?: () => FleetStatus | undefined;
+  /** The projector's statistics, when one runs. */
+  projector?: () => ProjectorStats;
+}
+
+/** The projector's part of `/healthz` (JSON: ids as strings, times as ISO 8601). */
+export interface ProjectorHealth {
+  /** No progress for its `stuckAfterMs`: the report is unhealthy. */
+  stuck: boolean;
+  checkpoint: string | null;
+  head: string | null;
+  eventsBehind: number;
+  secondsBehind: number;
+  lastSuccessAt: string | null;
+  lastError: string | null;
+  failingSince: string | null;
+  /** Events set aside in `projection_errors` since start, and the last one. */
+  eventsIsolated: number;
+  lastIsolated: (Omit<IsolatedEvent, "eventId"> & { eventId: string }) | null;
+}
+
+/** {@linkcode ProjectorStats} as `/healthz` shows them. */
+export function projectorHealthOf(stats: ProjectorStats, now = Date.now()): ProjectorHealth {
+  return {
+    stuck: stats.stuck,
+    checkpoint: stats.lastEventId?.toString() ?? null,
+    head: stats.headEventId?.toString() ?? null,
+    eventsBehind: stats.eventsBehind,
+    secondsBehind: stats.oldestPendingAt === null
+      ? 0
+      : Math.max(0, Math.round((now - stats.oldestPendingAt.getTime()) / 100) / 10),
+    lastSuccessAt: stats.lastSuccessAt?.toISOString() ?? null,
+    lastError: stats.lastError,
+    failingSince: stats.failingSince?.toISOString() ?? null,
+    eventsIsolated: stats.eventsIsolated,
+    lastIsolated: stats.lastIsolated === null
+      ? null
+      : { ...stats.lastIsolated, eventId: stats.lastIsolated.eventId.toString() },
+  };
 }
 
 /** The body of `/healthz`. */
@@ -93,6 +132,8 @@ export interface HealthReport {
   store: StoreHealth;
   /** Fleet mode: this instance's leases. */
   cluster?: FleetStatus;
+  /** Present when a projector runs. */
+  projector?: ProjectorHealth;
 }
 
 /** A running HTTP server. */
@@ -131,7 +172,24 @@ export async function healthReport(options: Omit<HttpOptions, "listen">): Promis
   if (cluster?.lastError !== undefined) {
     reasons.push(`leases cannot be renewed: ${cluster.lastError}`);
   }
-  return { status: reasons.length === 0 ? "ok" : "unhealthy", reasons, servers, store, cluster };
+  const projector = options.projector === undefined
+    ? undefined
+    : projectorHealthOf(options.projector());
+  if (projector?.stuck) {
+    reasons.push(
+      `the projections are stuck: no progress since ${projector.lastSuccessAt ?? "start"}${
+        projector.lastError === null ? " (a run is still going)" : ` (${projector.lastError})`
+      }; ${projector.eventsBehind} events behind`,
+    );
+  }
+  return {
+    status: reasons.length === 0 ? "ok" : "unhealthy",
+    reasons,
+    servers,
+    store,
+    cluster,
+    ...(projector === undefined ? {} : { projector }),
+  };
 }
 
 /** Starts the HTTP server. */

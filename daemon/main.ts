@@ -159,6 +159,9 @@ export async function main(args: string[]): Promise<number> {
   });
   const supervisors = fleet.supervisors;
   const storeHealth = storeHealthOf(store, ingest);
+  const projector: Projector = startProjector(store);
+  metrics.watchProjector(() => projector.stats());
+  const projectorStats = () => projector.stats();
   let http: HttpServer;
   try {
     http = startHttp({
@@ -167,6 +170,7 @@ export async function main(args: string[]): Promise<number> {
       storeHealth,
       metrics,
       fleet: () => fleet.status,
+      projector: projectorStats,
     });
   } catch (error) {
     if (pbx !== undefined && error instanceof Deno.errors.AddrInUse) {
@@ -175,12 +179,19 @@ export async function main(args: string[]): Promise<number> {
         listen: config.http.listen,
       });
       const host = config.http.listen.slice(0, config.http.listen.lastIndexOf(":"));
-      http = startHttp({ listen: `${host}:0`, servers: supervisors, storeHealth, metrics });
+      http = startHttp({
+        listen: `${host}:0`,
+        servers: supervisors,
+        storeHealth,
+        metrics,
+        projector: projectorStats,
+      });
     } else {
       log.fatal("cannot serve HTTP on {listen}: {message}", {
         listen: config.http.listen,
         message: (error as Error).message,
       });
+      await projector.stop();
       await ingest.close();
       await store.close();
       await pbx?.close();
@@ -192,7 +203,6 @@ export async function main(args: string[]): Promise<number> {
   fleet.start();
   scheduler.start(config.actions, fleet.runners);
 
-  const projector: Projector = startProjector(store);
   const announcer = pbx === undefined
     ? undefined
     : announceDemo(pbx, store, queryArguments(store, config, options.config));

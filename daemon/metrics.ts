@@ -7,6 +7,7 @@
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { IngestStats, ServerIngestStats } from "./ingest.ts";
+import type { ProjectorStats } from "./projections/projector.ts";
 
 /** Every metric the daemon exports. */
 export class DaemonMetrics {
@@ -29,6 +30,7 @@ export class DaemonMetrics {
   /** Seconds from reading an event off the socket to its row being committed. */
   readonly ingestDelay: Histogram;
   #ingest: (() => IngestStats) | undefined;
+  #projector: (() => ProjectorStats) | undefined;
 
   constructor() {
     const registers = [this.registry];
@@ -143,6 +145,72 @@ export class DaemonMetrics {
         if (stats !== undefined) this.set(stats.dbUp ? 1 : 0);
       },
     });
+    const projector = () => this.#projector?.();
+    /** A gauge read from the projector's stats at scrape time (absent until watched). */
+    const projectorGauge = (name: string, help: string, pick: (s: ProjectorStats) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const stats = projector();
+          if (stats !== undefined) this.set(pick(stats));
+        },
+      });
+    /** Likewise, a counter. */
+    const projectorCounter = (name: string, help: string, pick: (s: ProjectorStats) => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const stats = projector();
+          if (stats === undefined) return;
+          this.reset();
+          this.inc(pick(stats));
+        },
+      });
+    projectorGauge(
+      "dami_projection_checkpoint",
+      "The last ami_events id the call-history projections have read.",
+      (s) => Number(s.lastEventId ?? 0n),
+    );
+    projectorGauge(
+      "dami_projection_events_behind",
+      "Event ids between the projections' checkpoint and the newest stored event.",
+      (s) => s.eventsBehind,
+    );
+    projectorGauge(
+      "dami_projection_seconds_behind",
+      "Age of the oldest stored event the projections have not read yet (0 when caught up).",
+      (s) =>
+        s.oldestPendingAt === null
+          ? 0
+          : Math.max(0, (Date.now() - s.oldestPendingAt.getTime()) / 1000),
+    );
+    projectorGauge(
+      "dami_projection_stuck",
+      "1 while the projector has made no progress for its stuckAfterMs (failing or hung runs).",
+      (s) => s.stuck ? 1 : 0,
+    );
+    projectorCounter(
+      "dami_projection_errors_total",
+      "Events set aside in projection_errors because projecting them failed for good.",
+      (s) => s.eventsIsolated,
+    );
+    projectorCounter(
+      "dami_projection_run_failures_total",
+      "Projection runs that failed and were retried (database down, timeouts).",
+      (s) => s.failedRuns,
+    );
+  }
+
+  /**
+   * Reads the projector's figures at every scrape: checkpoint, lag behind the log (in
+   * event ids and in seconds), events set aside, failed runs, stuck.
+   */
+  watchProjector(stats: () => ProjectorStats): void {
+    this.#projector = stats;
   }
 
   /**

@@ -72,7 +72,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     console.error(
       `done: ${progress.events} events in ${progress.batches} batches, ${seconds.toFixed(1)} s (${
         Math.round(progress.events / Math.max(seconds, 0.001))
-      } events/s); checkpoint ${progress.lastEventId}`,
+      } events/s); checkpoint ${progress.lastEventId}${
+        progress.isolated === 0
+          ? ""
+          : `; ${progress.isolated} events could not be projected (see projection_errors)`
+      }`,
     );
     return 0;
   } catch (error) {

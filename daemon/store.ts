@@ -16,10 +16,7 @@
  * @module
  */
 import { mkdir } from "node:fs/promises";
-import { connect, type NetConnectOpts, type Socket } from "node:net";
 import { join } from "node:path";
-import type { Writable } from "node:stream";
-import { finished } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
 import { PGlite } from "@electric-sql/pglite";
@@ -30,6 +27,12 @@ import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import * as schema from "../schema/mod.ts";
+import {
+  copyIn,
+  guardAgainstDriverSocketBug,
+  noDelaySocket,
+  reconnectBackoff,
+} from "./postgres_js.ts";
 
 /** The Drizzle database, the same type for both drivers. */
 export type StoreDatabase = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -130,6 +133,7 @@ async function openPostgres(url: string, options: StoreOptions): Promise<Store> 
     connect_timeout: options.connectTimeoutSeconds ?? 5,
     onnotice: () => {},
     socket: noDelaySocket,
+    backoff: reconnectBackoff,
   };
   let migration: Promise<void> | undefined;
   /** Applies the migrations once; a transient failure leaves them to the next call. */
@@ -222,140 +226,11 @@ function transaction<T>(
   ) as Promise<T>;
 }
 
-/**
- * `COPY target FROM STDIN` with postgres.js, shielded from two defects of 3.4.9:
- * - its COPY query resolves with the stream, and when the server then refuses a row
- *   neither the stream nor the query fails (porsager/postgres#1173, fix pending in
- *   #1183): the transaction would hang. The query's `reject`, which the driver still
- *   calls with the server error, is hooked to fail the copy instead;
- * - when the connection closes cleanly during the copy, the driver destroys the
- *   stream after dropping its socket, and the stream's destroy writes to that socket:
- *   a TypeError thrown inside the driver, an unhandled rejection that would end the
- *   process. The stream's destroy and final are wrapped so that it becomes the copy's
- *   error.
- */
-async function copyIn(
-  sql: postgres.TransactionSql,
-  target: string,
-  data: string,
-): Promise<void> {
-  const query = sql.unsafe(`COPY ${target} FROM STDIN`) as unknown as
-    & postgres.PendingQuery<postgres.Row[]>
-    & { reject: (error: unknown) => void };
-  let settled = false;
-  const refused = new Promise<never>((_, reject) => {
-    const driverReject = query.reject;
-    query.reject = (error) => {
-      if (!settled) reject(error);
-      driverReject(error);
-    };
-  });
-  refused.catch(() => {}); // a late error after success is none of ours
-  try {
-    const stream = await query.writable() as unknown as Writable & {
-      _destroy: (error: Error | null, callback: (error?: Error | null) => void) => void;
-      _final: (callback: (error?: Error | null) => void) => void;
-    };
-    const destroy = stream._destroy;
-    stream._destroy = function (error, callback) {
-      try {
-        destroy.call(this, error, callback);
-      } catch {
-        // the socket is gone; the callback already carries the error
-      }
-    };
-    const final = stream._final;
-    stream._final = function (callback) {
-      try {
-        final.call(this, callback);
-      } catch (error) {
-        callback(error as Error);
-      }
-    };
-    stream.end(data);
-    await Promise.race([finished(stream), refused]);
-  } finally {
-    settled = true;
-  }
-}
-
-/** What postgres.js passes to its `socket` option. */
-interface SocketOptions {
-  host: string[];
-  port: number[];
-  path?: string | false;
-  connect_timeout?: number;
-}
-
-/**
- * A connected TCP socket with Nagle's algorithm off (postgres.js leaves it on): the
- * small CopyDone after the COPY data otherwise waits for the server's delayed ACK,
- * about 40-100 ms added to every commit (measured: a 31-row COPY transaction took
- * 96 ms, 8 ms with TCP_NODELAY). Tries each host of the URL in turn; TLS, when
- * configured, is negotiated by postgres.js on top of it.
- */
-async function noDelaySocket(options: SocketOptions): Promise<Socket> {
-  const targets = options.path
-    ? [{ path: options.path }]
-    : options.host.map((host, i) => ({ host, port: options.port[i] ?? options.port[0] }));
-  let lastError: unknown;
-  for (const target of targets) {
-    try {
-      return await new Promise<Socket>((resolve, reject) => {
-        const socket = connect({ ...target, noDelay: true } as NetConnectOpts);
-        const timer = setTimeout(() => {
-          socket.destroy();
-          reject(Object.assign(new Error("connect timeout"), { code: "CONNECT_TIMEOUT" }));
-        }, (options.connect_timeout ?? 30) * 1000);
-        socket.once("connect", () => {
-          clearTimeout(timer);
-          socket.off("error", reject);
-          socket.setNoDelay(true);
-          resolve(socket);
-        });
-        socket.once("error", (error) => {
-          clearTimeout(timer);
-          reject(error);
-        });
-      });
-    } catch (error) {
-      lastError = error;
-    }
-  }
-  throw lastError;
-}
-
 /** A network-level failure (no SQLSTATE), a connection exception, shutdown or resources. */
 function isUnreachable(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code !== "string" || !/^[0-9A-Z]{5}$/.test(code)) return true;
   return code.startsWith("08") || code.startsWith("57P") || code.startsWith("53");
-}
-
-let guarded = false;
-
-/**
- * postgres.js 3.4.9 writes to a connection's socket from a `setImmediate` after the
- * socket closed (`ROLLBACK` after a connection cut inside `sql.begin()`, which the
- * ingest writer and Drizzle's transactions use): `TypeError: Cannot read properties of
- * null (reading 'write')` at `connection.js` `nextWrite`, thrown outside any promise,
- * which would end the daemon. The connection is gone either way and the transaction
- * has failed; this listener stops that one exception (and only it) from ending the
- * process.
- */
-function guardAgainstDriverSocketBug(): void {
-  if (guarded) return;
-  guarded = true;
-  globalThis.addEventListener("error", (event) => {
-    const error = event.error;
-    if (
-      error instanceof TypeError && error.message.includes("reading 'write'") &&
-      /postgres[/\\]src[/\\]connection\.js/.test(error.stack ?? "") &&
-      /nextWrite/.test(error.stack ?? "")
-    ) {
-      event.preventDefault();
-    }
-  });
 }
 
 /** Applies the migrations on one connection, under an advisory lock against concurrent runs. */

@@ -173,6 +173,22 @@ export const projectionCheckpoints = pgTable("projection_checkpoints", {
 });
 
 /**
+ * Events the projector set aside: projecting them failed for good (PostgreSQL refused
+ * the rows they led to with a data or constraint error). Every later batch skips them,
+ * so one bad event cannot stop call history; `deno task rebuild-projections` empties this
+ * table and tries them again.
+ */
+export const projectionErrors = pgTable("projection_errors", {
+  eventId: bigint("event_id", { mode: "bigint" }).primaryKey(),
+  server: text("server").notNull(),
+  event: text("event").notNull(),
+  /** The SQLSTATE of the error (e.g. `22003`), or the JavaScript error's name. */
+  code: text("code").notNull(),
+  message: text("message").notNull(),
+  failedAt: timestamp("failed_at", tz).notNull(),
+});
+
+/**
  * The projector's leg → call index: every node of the call graph (a channel uniqueid, a
  * linkedid, or `bridge:<BridgeUniqueid>`) and the call it belongs to, so a later event
  * that links to any of them joins (or merges) the right call.

@@ -1,7 +1,10 @@
 /**
  * A TCP proxy for outage tests: sits between the code under test and a server
  * (PostgreSQL), and can cut every connection and refuse new ones for a while (it
- * stops listening, so connecting fails with ECONNREFUSED as when the server is down).
+ * stops listening, so connecting fails with ECONNREFUSED as when the server is down),
+ * or black-hole it: connections stay open and new ones are accepted, but no byte goes
+ * through in either direction until the network "heals" (as with a pulled cable or a
+ * firewall that drops packets, where nothing fails, everything just waits).
  *
  * @example
  * ```ts
@@ -9,6 +12,7 @@
  * const proxy = TcpProxy.start({ hostname: "127.0.0.1", port: 5432 });
  * // connect to 127.0.0.1:proxy.port ...
  * proxy.cut(3000); // drop all connections, refuse new ones for 3 s
+ * proxy.blackhole(3000); // let no byte through for 3 s, then deliver what waited
  * await proxy.close();
  * ```
  *
@@ -31,6 +35,9 @@ export class TcpProxy {
   #relisten: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   #cutAfter: { bytes: number; refuseMs: number } | undefined;
+  /** Set while black-holed: resolves when bytes may flow again. */
+  #heal: PromiseWithResolvers<void> | undefined;
+  #healTimer: ReturnType<typeof setTimeout> | undefined;
   /** Connections accepted and forwarded so far. */
   forwarded = 0;
 
@@ -80,9 +87,23 @@ export class TcpProxy {
     this.#cutAfter = { bytes, refuseMs };
   }
 
-  /** Listens again at once. */
+  /**
+   * Lets no byte through for `ms` (or until {@linkcode TcpProxy.restore}): open
+   * connections stall, new ones are accepted and never answered. When it heals, what
+   * waited is delivered, unless {@linkcode TcpProxy.cut} dropped it meanwhile.
+   */
+  blackhole(ms = Infinity): void {
+    this.#heal ??= Promise.withResolvers<void>();
+    clearTimeout(this.#healTimer);
+    if (Number.isFinite(ms)) this.#healTimer = setTimeout(() => this.restore(), ms);
+  }
+
+  /** Listens again and lets bytes through at once. */
   restore(): void {
     clearTimeout(this.#relisten);
+    clearTimeout(this.#healTimer);
+    this.#heal?.resolve();
+    this.#heal = undefined;
     if (!this.#listener && !this.#closed) this.#listen(this.#port);
   }
 
@@ -91,10 +112,18 @@ export class TcpProxy {
     return this.#listener === undefined;
   }
 
+  /** Whether bytes are held right now. */
+  get blackholed(): boolean {
+    return this.#heal !== undefined;
+  }
+
   /** Stops listening and closes everything. */
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#relisten);
+    clearTimeout(this.#healTimer);
+    this.#heal?.resolve();
+    this.#heal = undefined;
     this.#listener?.close();
     this.#listener = undefined;
     this.cut();
@@ -125,10 +154,14 @@ export class TcpProxy {
   }
 
   async #forward(client: Deno.Conn): Promise<void> {
+    this.#open.add(client);
+    await this.#flowing();
+    if (!this.#open.has(client)) return; // cut while it waited
     let upstream: Deno.Conn;
     try {
       upstream = await Deno.connect(this.#target);
     } catch {
+      this.#open.delete(client);
       closeQuietly(client);
       return;
     }
@@ -139,8 +172,10 @@ export class TcpProxy {
       const buf = new Uint8Array(64 * 1024);
       try {
         for (;;) {
+          await this.#flowing();
           const n = await from.read(buf);
           if (n === null) break;
+          await this.#flowing();
           if (from === client && this.#cutAfter) {
             this.#cutAfter.bytes -= n;
             if (this.#cutAfter.bytes <= 0) {
@@ -161,6 +196,11 @@ export class TcpProxy {
       this.#open.delete(to);
     };
     await Promise.all([copy(client, upstream), copy(upstream, client)]);
+  }
+
+  /** Resolves at once, or when the black hole heals. */
+  #flowing(): Promise<void> | undefined {
+    return this.#heal?.promise;
   }
 }
 

@@ -13,6 +13,13 @@
  * other headers. Batches take a transaction-scoped advisory lock, so two runners (the
  * daemon and a CLI rebuild) never interleave.
  *
+ * No single event can stop the projector: when PostgreSQL refuses a batch with an error
+ * that retrying cannot cure (a data, constraint or cardinality error: SQLSTATE class
+ * `21`, `22`, `23` or `54`), the batch is halved until the one event whose projection
+ * fails is found; that event is recorded in `projection_errors` with the error, skipped
+ * by every later batch, and the projector goes on. Any other error (the database down,
+ * a timeout) is retried with backoff, and the checkpoint does not move past anything.
+ *
  * @example
  * ```ts ignore
  * import { rebuildProjections, runProjectionsOnce, startProjector } from "./projector.ts";
@@ -31,6 +38,7 @@ import {
   calls,
   endpointStatus,
   projectionCheckpoints,
+  projectionErrors,
   projectionEventRefs,
   projectionNodes,
   queueAttempts,
@@ -80,6 +88,20 @@ export interface ProjectionOptions {
   holeWaitMs?: number;
   /** Stops the run between two batches (each batch is one transaction, never cut). */
   signal?: AbortSignal;
+  /** Told after each committed batch (the continuous projector's statistics). */
+  onBatch?: (batch: { events: number; calls: number; lastEventId: bigint }) => void;
+  /** Told of each event set aside in `projection_errors`. */
+  onIsolated?: (isolated: IsolatedEvent) => void;
+}
+
+/** An event whose projection failed for good, as recorded in `projection_errors`. */
+export interface IsolatedEvent {
+  eventId: bigint;
+  server: string;
+  event: string;
+  /** SQLSTATE (e.g. `22003`), or the JavaScript error's name. */
+  code: string;
+  message: string;
 }
 
 /** What a run did. */
@@ -92,6 +114,8 @@ export interface ProjectionProgress {
   calls: number;
   /** The checkpoint after the run. */
   lastEventId: bigint;
+  /** Events set aside in `projection_errors` during the run. */
+  isolated: number;
 }
 
 interface BatchResult {
@@ -103,28 +127,135 @@ interface BatchResult {
 
 const log = getLogger(["dami", "projections"]);
 
-/** Projects every event after the checkpoint, batch by batch, until caught up (or aborted). */
+/**
+ * Projects every event after the checkpoint, batch by batch, until caught up (or
+ * aborted). A batch that fails for good is halved until the failing event is found and
+ * set aside (see the module's documentation); any other failure rejects, for the caller
+ * to retry.
+ */
 export async function runProjectionsOnce(
   store: ProjectionStore,
   options: ProjectionOptions = {},
 ): Promise<ProjectionProgress> {
-  const progress: ProjectionProgress = { batches: 0, events: 0, calls: 0, lastEventId: 0n };
+  const progress: ProjectionProgress = {
+    batches: 0,
+    events: 0,
+    calls: 0,
+    lastEventId: 0n,
+    isolated: 0,
+  };
+  const batchSize = options.batchSize ?? 20_000;
+  let size = batchSize;
   for (;;) {
-    const batch = await store.db.transaction((tx) => projectBatch(tx, options));
+    let batch: BatchResult;
+    try {
+      batch = await store.db.transaction((tx) => projectBatch(tx, { ...options, batchSize: size }));
+    } catch (error) {
+      if (!isPermanentProjectionError(error)) throw error;
+      if (size > 1) {
+        size = Math.ceil(size / 2);
+        continue;
+      }
+      const isolated = await isolateNextEvent(store, error);
+      if (isolated === undefined) throw error; // no event to blame
+      progress.isolated++;
+      log.error(
+        "event {eventId} ({event} of {server}) cannot be projected and is set aside in projection_errors: {code} {message}",
+        { ...isolated, eventId: isolated.eventId.toString() },
+      );
+      options.onIsolated?.(isolated);
+      size = batchSize;
+      continue;
+    }
     progress.lastEventId = batch.lastEventId;
     if (batch.events > 0) {
       progress.batches++;
       progress.events += batch.events;
       progress.calls += batch.calls;
+      options.onBatch?.(batch);
     }
     if (batch.caughtUp || options.signal?.aborted) return progress;
   }
 }
 
+/** SQLSTATE classes of errors that the same rows will meet again: retrying cannot help. */
+const PERMANENT_CLASSES = new Set([
+  "21", // cardinality violation (e.g. ON CONFLICT meeting one key twice)
+  "22", // data exception: a value out of range, malformed text, ...
+  "23", // integrity constraint violation
+  "54", // program limit exceeded: an index row or array too large
+]);
+
+/**
+ * Whether a failed batch would fail again unchanged because of what it read: a
+ * PostgreSQL error of a class in {@linkcode PERMANENT_CLASSES} (Drizzle wraps it; the
+ * driver's error is its `cause`), or a `TypeError`/`RangeError` thrown while folding the
+ * events. Connection errors, timeouts, shutdown and access errors are not: they are
+ * retried and never set an event aside.
+ */
+export function isPermanentProjectionError(error: unknown): boolean {
+  const code = sqlState(error);
+  if (code !== undefined) return PERMANENT_CLASSES.has(code.slice(0, 2));
+  return error instanceof TypeError || error instanceof RangeError;
+}
+
+/** The SQLSTATE of `error` or of one of its causes. */
+function sqlState(error: unknown): string | undefined {
+  for (let e = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
+  }
+  return undefined;
+}
+
+/** The driver's message (Drizzle's own repeats the whole statement and its parameters). */
+function rootMessage(error: unknown): string {
+  let e = error;
+  for (let depth = 0; depth < 5 && e instanceof Error && e.cause instanceof Error; depth++) {
+    e = e.cause;
+  }
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * Records the first event after the checkpoint in `projection_errors` (a one-event batch
+ * failed with `error`); undefined when there is none (the log moved meanwhile).
+ */
+async function isolateNextEvent(
+  store: ProjectionStore,
+  error: unknown,
+): Promise<IsolatedEvent | undefined> {
+  return await store.db.transaction(async (tx) => {
+    await tx.execute(sql`select pg_advisory_xact_lock(${LOCK_KEY}::bigint)`);
+    const [next] = await selectRows<{ id: string; server: string; event: string }>(
+      tx,
+      sql`select id::text as id, server, event from ami_events
+          where id > coalesce((select last_event_id from ${projectionCheckpoints}
+                               where name = ${CHECKPOINT_NAME}), 0)
+          order by ami_events.id limit 1`,
+    );
+    if (next === undefined) return undefined;
+    const isolated: IsolatedEvent = {
+      eventId: BigInt(next.id),
+      server: next.server,
+      event: next.event,
+      code: sqlState(error) ?? (error instanceof Error ? error.name : "Error"),
+      message: rootMessage(error),
+    };
+    await tx.execute(sql`insert into ${projectionErrors}
+        (event_id, server, event, code, message, failed_at)
+      values (${next.id}::bigint, ${isolated.server}, ${isolated.event}, ${isolated.code},
+        ${isolated.message}, now())
+      on conflict (event_id) do nothing`);
+    return isolated;
+  });
+}
+
 /**
  * Empties every projection table and the checkpoint, then projects `ami_events` from the
  * start (`deno task rebuild-projections`). Safe while the daemon runs: its projector
- * simply helps with the batches.
+ * simply helps with the batches. Events set aside in `projection_errors` are tried again
+ * (a newer version may project them).
  */
 export async function rebuildProjections(
   store: ProjectionStore,
@@ -133,7 +264,7 @@ export async function rebuildProjections(
   await store.db.transaction(async (tx) => {
     await tx.execute(sql`select pg_advisory_xact_lock(${LOCK_KEY}::bigint)`);
     await tx.execute(
-      sql`truncate ${calls}, ${callLegs}, ${queueCalls}, ${queueAttempts}, ${endpointStatus}, ${projectionNodes}, ${projectionEventRefs}`,
+      sql`truncate ${calls}, ${callLegs}, ${queueCalls}, ${queueAttempts}, ${endpointStatus}, ${projectionNodes}, ${projectionEventRefs}, ${projectionErrors}`,
     );
     await tx.execute(sql`delete from ${projectionCheckpoints} where name = ${CHECKPOINT_NAME}`);
   });
@@ -148,24 +279,63 @@ export interface ProjectorOptions extends ProjectionOptions {
    */
   intervalMs?: number;
   /**
-   * Longest pause after failed runs (the pause doubles from `intervalMs`).
-   * @default {30000}
+   * Longest pause after failed runs (the pause doubles from
+   * {@linkcode PROJECTOR_RETRY_POLICY}'s `minDelayMs`).
+   * @default {2000}
    */
   maxRetryMs?: number;
+  /**
+   * The projector counts as stuck (`/healthz` 503) when no batch committed and no run
+   * found the log caught up for this long: failing runs, or one that hangs.
+   * @default {30000}
+   */
+  stuckAfterMs?: number;
 }
 
-/** Health of the continuous projector (for `/healthz` and `/metrics`). */
+/**
+ * Pauses between failed runs. Short, because the projector fails only while the
+ * database does (a bad event is set aside, not retried): once it answers again, call
+ * history should follow within seconds, and each attempt costs one connection try.
+ */
+export const PROJECTOR_RETRY_POLICY = {
+  minDelayMs: 100,
+  maxDelayMs: 2_000,
+  multiplier: 2,
+} as const;
+
+/** Health and progress of the continuous projector: what `/healthz` and `/metrics` show. */
 export interface ProjectorStats {
   /** The checkpoint after the last successful run (null before the first). */
   lastEventId: bigint | null;
+  /** The newest `ami_events.id` at the last measurement (null before the first). */
+  headEventId: bigint | null;
+  /** Event ids between the checkpoint and the head at the last measurement. */
+  eventsBehind: number;
+  /**
+   * When the oldest event not yet projected was received, at the last measurement;
+   * null when caught up. Seconds behind the log = now minus this.
+   */
+  oldestPendingAt: Date | null;
   /** Events the checkpoint moved over since start. */
   eventsProjected: number;
   /** Calls (re)written since start. */
   callsProjected: number;
+  /** Events set aside in `projection_errors` since start. */
+  eventsIsolated: number;
+  /** The last event set aside, with its error. */
+  lastIsolated: IsolatedEvent | null;
+  /** Runs that failed (and were retried) since start. */
+  failedRuns: number;
   /** When the last run ended successfully. */
   lastSuccessAt: Date | null;
-  /** The last error's message, cleared by a successful run. */
+  /** When a batch last committed or a run last found nothing to do. */
+  lastProgressAt: Date;
+  /** The last error's SQLSTATE (or driver code) and message, cleared by a successful run. */
   lastError: string | null;
+  /** Since when runs fail without a success in between (null: the last run succeeded). */
+  failingSince: Date | null;
+  /** No progress for `stuckAfterMs`: `/healthz` reports the projector. */
+  stuck: boolean;
 }
 
 /** A running projector. */
@@ -178,63 +348,132 @@ export interface Projector {
 
 /**
  * Runs {@linkcode runProjectionsOnce} continuously: catch up, pause `intervalMs`, repeat.
- * A failing run (database down) is logged and retried with a doubling pause.
+ * A failing run (database down) is logged and retried with a doubling pause of at most
+ * `maxRetryMs`. After each run, successful or not, it measures how far behind the log it
+ * is (one indexed query), so a stuck projector shows a growing lag.
  */
 export function startProjector(store: ProjectionStore, options: ProjectorOptions = {}): Projector {
   const intervalMs = options.intervalMs ?? 1000;
-  const maxRetryMs = options.maxRetryMs ?? 30_000;
-  const stats: ProjectorStats = {
+  const maxRetryMs = options.maxRetryMs ?? PROJECTOR_RETRY_POLICY.maxDelayMs;
+  const stuckAfterMs = options.stuckAfterMs ?? 30_000;
+  const stats: Omit<ProjectorStats, "stuck"> = {
     lastEventId: null,
+    headEventId: null,
+    eventsBehind: 0,
+    oldestPendingAt: null,
     eventsProjected: 0,
     callsProjected: 0,
+    eventsIsolated: 0,
+    lastIsolated: null,
+    failedRuns: 0,
     lastSuccessAt: null,
+    lastProgressAt: new Date(),
     lastError: null,
+    failingSince: null,
   };
-  let stopping = false;
-  const abort = new AbortController();
-  const runOptions = { ...options, signal: abort.signal };
-  let wake: (() => void) | undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stopping = new AbortController();
+  const runOptions: ProjectionOptions = {
+    ...options,
+    signal: stopping.signal,
+    onBatch(batch) {
+      stats.lastEventId = batch.lastEventId;
+      stats.eventsProjected += batch.events;
+      stats.callsProjected += batch.calls;
+      stats.lastProgressAt = new Date();
+      options.onBatch?.(batch);
+    },
+    onIsolated(isolated) {
+      stats.eventsIsolated++;
+      stats.lastIsolated = isolated;
+      options.onIsolated?.(isolated);
+    },
+  };
+  /** Resolves after `ms`, or at once when stopping. */
   const pause = (ms: number) =>
     new Promise<void>((resolve) => {
-      wake = resolve;
-      timer = setTimeout(resolve, ms);
+      const signal = AbortSignal.any([stopping.signal, AbortSignal.timeout(ms)]);
+      if (signal.aborted) resolve();
+      else signal.addEventListener("abort", () => resolve(), { once: true });
     });
 
   const loop = (async () => {
     let failures = 0;
-    while (!stopping) {
+    while (!stopping.signal.aborted) {
       try {
         const progress = await runProjectionsOnce(store, runOptions);
         stats.lastEventId = progress.lastEventId;
-        stats.eventsProjected += progress.events;
-        stats.callsProjected += progress.calls;
-        stats.lastSuccessAt = new Date();
+        stats.lastSuccessAt = stats.lastProgressAt = new Date();
         stats.lastError = null;
+        stats.failingSince = null;
         failures = 0;
       } catch (error) {
         failures++;
-        stats.lastError = error instanceof Error ? error.message : String(error);
+        stats.failedRuns++;
+        stats.lastError = errorText(error);
+        stats.failingSince ??= new Date();
         log.warn("projection run failed ({failures} in a row): {error}", {
           failures,
           error: stats.lastError,
         });
       }
-      if (stopping) break;
-      await pause(failures === 0 ? intervalMs : Math.min(maxRetryMs, intervalMs * 2 ** failures));
+      if (stopping.signal.aborted) break;
+      await measureLag(store, stats).catch(() => {}); // the database may be down: keep the last figures
+      await pause(
+        failures === 0 ? intervalMs : Math.min(
+          maxRetryMs,
+          PROJECTOR_RETRY_POLICY.minDelayMs * PROJECTOR_RETRY_POLICY.multiplier ** (failures - 1),
+        ),
+      );
     }
   })();
 
   return {
     async stop() {
-      stopping = true;
-      abort.abort();
-      clearTimeout(timer);
-      wake?.();
+      stopping.abort();
       await loop;
     },
-    stats: () => ({ ...stats }),
+    stats: () => ({
+      ...stats,
+      stuck: Date.now() - stats.lastProgressAt.getTime() >= stuckAfterMs,
+    }),
   };
+}
+
+/** Reads the head of the log and the oldest event after the checkpoint into `stats`. */
+async function measureLag(
+  store: ProjectionStore,
+  stats: Pick<ProjectorStats, "headEventId" | "eventsBehind" | "oldestPendingAt" | "lastEventId">,
+): Promise<void> {
+  const [row] = await selectRows<
+    { head: string | null; checkpoint: string | null; oldest_ms: number | null }
+  >(
+    store.db,
+    sql`with c as (
+          select coalesce((select last_event_id from ${projectionCheckpoints}
+                           where name = ${CHECKPOINT_NAME}), 0) as id)
+        select (select max(id) from ami_events)::text as head, (select id from c)::text as checkpoint,
+          (select floor(extract(epoch from received_at) * 1000)::float8 from ami_events
+            where id > (select id from c) order by id limit 1) as oldest_ms`,
+  );
+  if (row === undefined) return;
+  const head = BigInt(row.head ?? "0");
+  const checkpoint = BigInt(row.checkpoint ?? "0");
+  stats.headEventId = head;
+  stats.lastEventId = checkpoint;
+  stats.eventsBehind = head > checkpoint ? Number(head - checkpoint) : 0;
+  stats.oldestPendingAt = row.oldest_ms === null ? null : new Date(row.oldest_ms);
+}
+
+/** The SQLSTATE (or driver code) and the driver's message, never the statement. */
+function errorText(error: unknown): string {
+  let code = sqlState(error);
+  for (let e = error, depth = 0; code === undefined && e instanceof Error && depth < 5; depth++) {
+    const c = (e as { code?: unknown }).code;
+    if (typeof c === "string") code = c;
+    e = e.cause;
+  }
+  const message = rootMessage(error);
+  return code === undefined ? message : `${code} ${message}`;
 }
 
 /** One batch, inside the caller's transaction. */
@@ -536,7 +775,9 @@ async function selectEvents(
     sql`select id::text as id, server, session_id::text as session_id, seq::float8 as seq,
           floor(extract(epoch from received_at) * 1000000)::float8 as received_us,
           event, uniqueid, fields::text as fields
-        from ami_events where ${where} order by id`,
+        from ami_events
+        where ${where} and id not in (select event_id from ${projectionErrors})
+        order by ami_events.id`,
   );
   return rows.map((r) =>
     toProjectionEvent({

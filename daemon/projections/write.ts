@@ -70,6 +70,13 @@ export class UnknownColumnError extends Error {
  * names the key columns; `"update"` overwrites every other column. Rows typed with
  * {@linkcode InsertRow} are checked when compiled; any record naming a column the table
  * lacks is refused with {@linkcode UnknownColumnError} before anything is written.
+ *
+ * With `"update"`, records with the same key are merged first (a later non-null value
+ * wins; `"nothing"` keeps the first, as PostgreSQL does): PostgreSQL refuses an
+ * `ON CONFLICT DO UPDATE` that meets one key twice (`21000`, "command cannot affect row
+ * a second time"), and a repeated event folds into two such rows, e.g. a
+ * `QueueCallerJoin` seen twice yields two stays of one caller, queue and join time, the
+ * first empty and the second with the events that followed.
  */
 export async function insertRecords<T extends PgTable>(
   tx: SqlExecutor,
@@ -91,6 +98,7 @@ export async function insertRecords(
   conflict: { columns: readonly string[]; action: OnConflict },
 ): Promise<void> {
   if (records.length === 0) return;
+  if (conflict.action === "update") records = mergeByKey(records, conflict.columns);
   const config = getTableConfig(table);
   const known = new Set(config.columns.map((c) => c.name));
   for (const record of records) {
@@ -114,6 +122,28 @@ export async function insertRecords(
     select ${sql.raw(names)} from jsonb_to_recordset(${JSON.stringify(records)}::jsonb)
       as r(${sql.raw(definitions)})
     on conflict (${sql.raw(keys)}) ${sql.raw(action)}`);
+}
+
+/** `records` with one record per key, in first-seen order (see {@linkcode insertRecords}). */
+function mergeByKey(
+  records: readonly Record<string, unknown>[],
+  key: readonly string[],
+): readonly Record<string, unknown>[] {
+  const byKey = new Map<string, Record<string, unknown>>();
+  for (const record of records) {
+    const k = JSON.stringify(key.map((c) => record[c] ?? null));
+    const seen = byKey.get(k);
+    if (seen === undefined) {
+      byKey.set(k, record);
+      continue;
+    }
+    const merged = { ...seen };
+    for (const [column, value] of Object.entries(record)) {
+      if (value !== null && value !== undefined) merged[column] = value;
+    }
+    byKey.set(k, merged);
+  }
+  return byKey.size === records.length ? records : [...byKey.values()];
 }
 
 /** Column and key names come from schema/, never from input; quoting keeps them exact. */
