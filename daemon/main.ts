@@ -28,6 +28,7 @@ import { Fleet, type LeaseConnection } from "./fleet.ts";
 import { Ingest } from "./ingest.ts";
 import { registerSecret, setupLogging, shutdownLogging } from "./log.ts";
 import { DaemonMetrics } from "./metrics.ts";
+import { keepPartitionsAhead } from "./event_partitions.ts";
 import { type Projector, runProjectionsOnce, startProjector } from "./projections/projector.ts";
 import { Scheduler } from "./scheduler.ts";
 import { handleShutdownSignals } from "./signals.ts";
@@ -192,6 +193,13 @@ export async function main(args: string[]): Promise<number> {
   scheduler.start(config.actions, fleet.runners);
 
   const projector: Projector = startProjector(store);
+  const partitions = keepPartitionsAhead(store.db, {
+    onCreated: (days) => log.info("ami_events partitions created: {days}", { days }),
+    onError: (error) =>
+      log.warning("cannot create ami_events partitions ahead (retried hourly): {message}", {
+        message: (error as Error).message,
+      }),
+  });
   const announcer = pbx === undefined
     ? undefined
     : announceDemo(pbx, store, queryArguments(store, config, options.config));
@@ -207,6 +215,7 @@ export async function main(args: string[]): Promise<number> {
       });
     };
     clearInterval(announcer);
+    partitions.stop();
     await step("schedules stopped", () => scheduler.stop());
     // Logoff first: the session end is recorded before the ingest pipeline closes.
     await Promise.all([
