@@ -2,7 +2,8 @@
  * `deno task bench`: every benchmark, one after the other, each heavy part in its own
  * process. Prints one JSON object per figure on stdout (progress on stderr).
  *
- * Usage: deno task bench [parse|ingest|projections|fleet ...]   (default: all)
+ * Usage: deno task bench [parse|ingest|projections|fleet|years ...]   (default: all but
+ * `years`, which builds a 10-million-event store and takes about 20 minutes)
  *
  * @module
  */
@@ -11,6 +12,7 @@ import { roundTripBench } from "./parse_roundtrip.ts";
 import { runIngestBenchSuite } from "./ingest_bench.ts";
 import { runProjectionsBench } from "./projections_bench.ts";
 import { runFleetBench } from "./fleet_bench.ts";
+import { runYearsBench } from "./years_bench.ts";
 
 const wanted = new Set(
   Deno.args.length > 0 ? Deno.args : ["parse", "ingest", "projections", "fleet"],
@@ -53,5 +55,11 @@ if (wanted.has("fleet")) {
   console.error("fleet: 100 PBXs x 50 events/s through 2 instances; kill -9 one");
   for (const figure of await runFleetBench()) {
     console.log(JSON.stringify({ bench: "fleet", ...figure }));
+  }
+}
+if (wanted.has("years")) {
+  console.error("years: partitioned vs unpartitioned ingest; 10 million events over 90 days");
+  for (const figure of await runYearsBench()) {
+    console.log(JSON.stringify({ bench: "years", ...figure }));
   }
 }

@@ -77,4 +77,7 @@ CREATE TABLE "ami_events_pruned" (
 	"last_id" bigint,
 	"archive" text,
 	"sha256" text
-);
+);--> statement-breakpoint
+CREATE INDEX "call_legs_uniqueid_idx" ON "call_legs" USING btree ("uniqueid");--> statement-breakpoint
+CREATE INDEX "calls_call_id_idx" ON "calls" USING btree ("call_id");--> statement-breakpoint
+CREATE INDEX "calls_ended_idx" ON "calls" USING btree (coalesce("ended_at", "started_at"));

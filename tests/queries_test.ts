@@ -704,6 +704,15 @@ Deno.test("endpoint-availability weighs states by time, leaving unknown time out
       down_s: 50400,
       samples: 2,
     });
+    // The same day on its own: the state at 00:00 comes from a sample before the range.
+    assert.deepEqual(
+      await endpointAvailability(db, {
+        endpoint: "SIP/6001",
+        from: "2026-11-03",
+        to: "2026-11-04",
+      }),
+      [days[1]],
+    );
   });
 });
 
