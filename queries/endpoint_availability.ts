@@ -9,6 +9,7 @@
 import { sql } from "drizzle-orm";
 import { endpointStatus } from "../schema/mod.ts";
 import { selectRows, type SqlExecutor } from "./db.ts";
+import { endpointList } from "./endpoint_list.ts";
 import {
   ENDPOINT_PARAM,
   type QueryDefinition,
@@ -47,17 +48,9 @@ export async function endpointAvailability(
   const endpoint = params.endpoint === undefined ? sql`true` : sql`endpoint = ${params.endpoint}`;
   return await selectRows<EndpointAvailabilityRow>(
     db,
-    sql`with recursive endpoints as (
-          -- Each (server, endpoint) once, skipping through the index: months of 5-minute
-          -- polls are millions of samples, and only those of the range are read below.
-          (select server, endpoint from ${endpointStatus} where ${server} and ${endpoint}
-            order by server, endpoint limit 1)
-          union all
-          select n.server, n.endpoint from endpoints p, lateral (
-            select server, endpoint from ${endpointStatus}
-            where (server, endpoint) > (p.server, p.endpoint) and ${server} and ${endpoint}
-            order by server, endpoint limit 1) n
-        ), starts as (
+    // Only the samples of the range are read (and the one in force at "from"): months
+    // of 5-minute polls are millions of rows.
+    sql`with recursive ${endpointList(server, endpoint)}, starts as (
           -- Where each endpoint's timeline begins: the sample in force at "from".
           select p.server, p.endpoint, coalesce((
             select observed_at from ${endpointStatus} s

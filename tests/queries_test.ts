@@ -738,6 +738,11 @@ Deno.test("endpoint-outages reports down intervals, the last one still open", as
     ]);
     const later = await endpointOutages(db, { from: "2026-11-03" });
     assert.equal(later.length, 1);
+    // A range inside an outage reports the whole outage: its start and end lie outside.
+    const whole = await endpointOutages(db, { from: "2026-11-02 08:00", to: "2026-11-02 09:00" });
+    assert.deepEqual(whole.map((o) => [o.down_from, o.down_until, o.samples]), [
+      ["2026-11-02 06:00:00", "2026-11-02 12:00:00", 1],
+    ]);
   });
 });
 
