@@ -3,7 +3,7 @@
  *
  * 1. Ingest, side by side in one run: the batch writer's COPY (batches of 5,000, as the
  *    daemon) into the partitioned `ami_events`, into the unpartitioned table of the
- *    previous release (migrations 0000-0003), and into the partitioned table with a
+ *    previous release (the migrations before partitioning), and into the partitioned table with a
  *    btree on `received_at` added (what BRIN saves); runs interleaved, median reported.
  * 2. A store of 90 days: one day of synthetic traffic from the recorded call shapes
  *    (`call_traffic.ts`: 5,800 calls, 50 peers polled every 5 minutes, ~111,000
@@ -95,11 +95,14 @@ async function ingestSideBySide(figures: YearsFigure[]): Promise<void> {
   const btree = await createTestDatabase("bench_years_btree");
   const stores: Record<string, Store> = {};
   try {
-    // The previous release's layout: migrations 0000-0003 only.
+    // The previous release's layout: the migrations before partition_ami_events.
     const folder = await Deno.makeTempDir();
     await Deno.mkdir(`${folder}/meta`);
     const journal = JSON.parse(await Deno.readTextFile(`${MIGRATIONS_FOLDER}/meta/_journal.json`));
-    journal.entries = journal.entries.filter((e: { idx: number }) => e.idx <= 3);
+    journal.entries = journal.entries.slice(
+      0,
+      journal.entries.findIndex((e: { tag: string }) => e.tag.endsWith("_partition_ami_events")),
+    );
     await Deno.writeTextFile(`${folder}/meta/_journal.json`, JSON.stringify(journal));
     for (const { tag } of journal.entries) {
       await Deno.copyFile(`${MIGRATIONS_FOLDER}/${tag}.sql`, `${folder}/${tag}.sql`);
