@@ -68,7 +68,9 @@ export async function archiveDay(
 ): Promise<DayArchive> {
   await Deno.mkdir(dir, { recursive: true });
   const table = partitionTable(day);
-  const partial = join(dir, `${archiveFileName(day)}.partial`);
+  // Unique: instances of a fleet sharing one archive directory may archive the same day at
+  // once; they write the same bytes, and the second finds the first's archive in place.
+  const partial = join(dir, `${archiveFileName(day)}.${crypto.randomUUID().slice(0, 8)}.partial`);
   const hash = createHash("sha256");
   let bytes = 0;
   let events = 0;
@@ -116,9 +118,12 @@ export async function archiveDay(
     }
     await written;
     await file.sync();
-  } finally {
+  } catch (error) {
     file.close();
+    await Deno.remove(partial).catch(() => {});
+    throw error;
   }
+  file.close();
   const sha256 = hash.digest("hex");
   const place = await placeArchive(dir, day, partial, sha256);
   return { day, ...place, events, firstId, lastId, sha256, bytes };
@@ -145,7 +150,7 @@ async function placeArchive(
       return { file, existed: true };
     }
     if (existing !== undefined) continue;
-    const sumPartial = `${file}.sha256.partial`;
+    const sumPartial = `${partial}.sha256`;
     await writeSynced(sumPartial, `${sha256}  ${basename(file)}\n`);
     await Deno.rename(partial, file);
     await Deno.rename(sumPartial, `${file}.sha256`);
@@ -202,6 +207,27 @@ export async function dropDay(
   options: { expected?: PartitionContent; archive?: DayArchive } = {},
 ): Promise<number | null> {
   const table = partitionTable(day);
+  try {
+    return await dropLocked(db, day, table, options);
+  } catch (error) {
+    // Dropped meanwhile by another instance (fleet mode): it recorded the day.
+    if (isMissingRelation(error)) return null;
+    throw error;
+  }
+}
+
+/** `42P01` undefined_table, also when drizzle wraps the driver's error. */
+export function isMissingRelation(error: unknown): boolean {
+  const e = error as { code?: unknown; cause?: { code?: unknown } } | null;
+  return e?.code === "42P01" || e?.cause?.code === "42P01";
+}
+
+async function dropLocked(
+  db: SqlDatabase,
+  day: string,
+  table: string,
+  options: { expected?: PartitionContent; archive?: DayArchive },
+): Promise<number | null> {
   return await db.transaction(async (tx) => {
     const [exists] = await selectRows<{ ok: boolean }>(
       tx,

@@ -27,7 +27,7 @@ import { getLogger } from "@logtape/logtape";
 import { Cron } from "croner";
 import { sql } from "drizzle-orm";
 import { selectRows, type SqlDatabase } from "../queries/db.ts";
-import { archiveDay, type DayArchive, dropDay } from "./event_archive.ts";
+import { archiveDay, type DayArchive, dropDay, isMissingRelation } from "./event_archive.ts";
 import { eventPartitions, utcDay } from "./event_partitions.ts";
 
 const DAY_MS = 86_400_000;
@@ -138,6 +138,8 @@ export async function runRetention(
         report.dropped.push({ day, events, archive });
         log.info("dropped the ami_events partition of {day}: {events} events", { day, events });
       } catch (error) {
+        // Archived and dropped meanwhile by another instance sharing the database.
+        if (isMissingRelation(error)) continue;
         report.remainingDays += batch.length - i;
         report.error = `${day}: ${(error as Error).message}`;
         log.error(

@@ -383,3 +383,23 @@ Deno.test("deno task archive, prune and restore: by hand, with --database-url, r
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("two instances archiving the same day into one directory at once leave one archive and drop the day once", async () => {
+  await withStore("postgres", async (store, dir) => {
+    await storeEvents(store, ["2026-05-01", "2026-05-02"], 50);
+    const now = Date.parse("2026-05-02T12:00:00Z");
+    const policy = { events: "1d", archiveDir: `${dir}/archive` };
+    const reports = await Promise.all([
+      runRetention(store.db, policy, { now }),
+      runRetention(store.db, policy, { now }),
+    ]);
+    assert.equal(reports.flatMap((r) => r.dropped).length, 1);
+    assert.deepEqual(reports.map((r) => r.error), [undefined, undefined]);
+    const files = [...Deno.readDirSync(`${dir}/archive`)].map((e) => e.name).sort();
+    assert.deepEqual(files, [
+      "ami_events-2026-05-01.jsonl.gz",
+      "ami_events-2026-05-01.jsonl.gz.sha256",
+    ]);
+    assert.equal((await gunzipLines(`${dir}/archive/${files[0]}`)).length, 50);
+  });
+});
