@@ -2,7 +2,8 @@
  * `deno task bench`: every benchmark, one after the other, each heavy part in its own
  * process. Prints one JSON object per figure on stdout (progress on stderr).
  *
- * Usage: deno task bench [parse|ingest|projections|fleet|settle ...]   (default: all)
+ * Usage: deno task bench [parse|ingest|projections|fleet|settle|years ...]   (default: all
+ * but `years`, which builds a 10-million-event store and takes about 20 minutes)
  *
  * @module
  */
@@ -12,6 +13,7 @@ import { runIngestBenchSuite } from "./ingest_bench.ts";
 import { runProjectionsBench } from "./projections_bench.ts";
 import { runFleetBench } from "./fleet_bench.ts";
 import { settleBench } from "./settle_bench.ts";
+import { runYearsBench } from "./years_bench.ts";
 
 const wanted = new Set(
   Deno.args.length > 0 ? Deno.args : ["parse", "ingest", "projections", "fleet", "settle"],
@@ -59,4 +61,10 @@ if (wanted.has("fleet")) {
 if (wanted.has("settle")) {
   console.error("settle: 1,000,000 actions, every outcome, none left pending");
   console.log(JSON.stringify({ bench: "settle", ...await settleBench(1_000_000) }));
+}
+if (wanted.has("years")) {
+  console.error("years: partitioned vs unpartitioned ingest; 10 million events over 90 days");
+  for (const figure of await runYearsBench()) {
+    console.log(JSON.stringify({ bench: "years", ...figure }));
+  }
 }

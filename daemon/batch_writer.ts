@@ -4,11 +4,15 @@
  *
  * - Events: `COPY` straight into `ami_events`. A retried batch (or a spool replayed
  *   after a crash) whose first rows are already stored fails at once on the unique
- *   `(session_id, seq)` key; the batch is then copied into a temporary staging table and
+ *   `(session_id, seq, received_at)` key (`received_at` is part of the record since it
+ *   was read, so a replayed event has the same key); the batch is then copied into a temporary staging table and
  *   moved with `INSERT ... SELECT ... ON CONFLICT DO NOTHING` in the same transaction,
  *   so nothing is duplicated and the rows not yet stored are added. The `insert`
  *   strategy (multi-row `INSERT ... ON CONFLICT DO NOTHING`) is kept for comparison: on
  *   this machine COPY is faster on both drivers (figures in bench/ingest_bench.ts).
+ * - An event whose day has no partition of `ami_events` yet (a clock that jumped, a
+ *   spool replayed days later) fails the batch with a routing error: the missing
+ *   partitions are created (see `event_partitions.ts`) and the batch is tried again.
  * - Sessions and action runs: upserts keyed by their id, applied in batch order.
  * - A permanent error (data exception, constraint violation, row too large) is
  *   located by bisecting the batch; the offending record goes to
@@ -30,6 +34,7 @@ import {
 } from "./ingest_record.ts";
 import type { EventRecord, IngestRecord } from "./ingest_record.ts";
 import { errorText, isTransientError, type Store, type StoreTransaction } from "./store.ts";
+import { createEventPartitions, isMissingPartition } from "./event_partitions.ts";
 
 /** How events are sent: `copy` (COPY, staging on conflict) or `insert` (multi-row INSERT). */
 export type WriteStrategy = "copy" | "insert";
@@ -52,7 +57,8 @@ export interface WriteResult {
 const EVENTS = getTableName(amiEvents);
 const COLUMNS = EVENT_COLUMNS.join(", ");
 const STAGING = "ami_events_staging";
-const EVENT_KEY = `${amiEvents.sessionId.name}, ${amiEvents.seq.name}`;
+const EVENT_KEY =
+  `${amiEvents.sessionId.name}, ${amiEvents.seq.name}, ${amiEvents.receivedAt.name}`;
 /** Rows per multi-row INSERT: 12 parameters each, PostgreSQL allows 65535. */
 const INSERT_ROWS = 1000;
 
@@ -88,12 +94,25 @@ export class BatchWriter {
     }
   }
 
-  async #attempt(records: readonly IngestRecord[]): Promise<void> {
+  async #attempt(
+    records: readonly IngestRecord[],
+    mayConflict = false,
+    partitionsCreated = false,
+  ): Promise<void> {
     try {
-      await this.#transaction(records, false);
+      await this.#transaction(records, mayConflict);
     } catch (error) {
-      if (!isEventKeyConflict(error)) throw error;
-      await this.#transaction(records, true);
+      if (isMissingPartition(error) && !partitionsCreated) {
+        await createEventPartitions(
+          this.#store.db,
+          records.flatMap((r) => r.type === "event" ? [r.receivedAt] : []),
+        );
+        return await this.#attempt(records, mayConflict, true);
+      }
+      if (isEventKeyConflict(error) && !mayConflict) {
+        return await this.#attempt(records, true, partitionsCreated);
+      }
+      throw error;
     }
   }
 
@@ -217,9 +236,16 @@ function nullableText(value: string | null | undefined): string | null {
   return value === undefined || value === null ? null : escapeNul(value);
 }
 
+/**
+ * A unique violation of the exactly-once key: on the partitioned table it is reported
+ * under the partition's index, `ami_events_YYYYMMDD_session_id_seq_received_at_idx`.
+ */
 function isEventKeyConflict(error: unknown): boolean {
-  return (error as { code?: unknown } | null)?.code === "23505" &&
-    String((error as Error).message).includes("ami_events_session_seq_key");
+  const e = error as Record<string, unknown> | null;
+  return e?.code === "23505" &&
+    /^ami_events_(\d{8}_session_id_seq_received_at_idx|session_seq_key)$/.test(
+      String(e.constraint_name ?? e.constraint),
+    );
 }
 
 async function copyEventsIdempotently(tx: StoreTransaction, events: EventRecord[]): Promise<void> {

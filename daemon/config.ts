@@ -176,6 +176,27 @@ const clusterSchema = z.strictObject({
   ),
 });
 
+const daysSchema = (what: string) =>
+  z.string().regex(/^[1-9][0-9]{0,4}d$/, 'expected a number of days like "90d"').describe(what);
+
+const retentionSchema = z.strictObject({
+  events: daysSchema(
+    'Keep raw events (ami_events) this long, in whole UTC days, e.g. "90d"; older days are dropped (archived first with archiveDir). Omit: kept forever.',
+  ).optional(),
+  actionRuns: daysSchema(
+    'Keep action_runs this long, e.g. "90d"; older rows are deleted. Omit: kept forever.',
+  ).optional(),
+  archiveDir: z.string().min(1).optional().describe(
+    "Write each day of events to ami_events-YYYY-MM-DD.jsonl.gz here before dropping it; relative to the config file.",
+  ),
+  schedule: cronSchema.default("0 30 3 * * *").describe(
+    'When retention runs (it also runs at start), e.g. "0 30 3 * * *" (03:30 daily).',
+  ),
+  maxDaysPerRun: z.int().min(1).max(366).default(7).describe(
+    "At most this many days are archived and dropped per run: after a long downtime the backlog is worked off over several runs.",
+  ),
+}).optional().describe("How long raw events and action runs are kept; projections are kept.");
+
 /** The zod definition of the whole file; the single source of the JSON Schema. */
 export const configSchema = z.strictObject({
   $schema: z.string().optional().describe("Path or URL of dami.config.schema.json, for editors."),
@@ -206,6 +227,7 @@ export const configSchema = z.strictObject({
   actions: z.array(actionSchema).default([]).describe(
     "Actions run on a schedule and/or at every connection; recorded in action_runs.",
   ),
+  retention: retentionSchema,
 }).superRefine((config, ctx) => {
   const names = new Map<string, number>();
   config.servers.forEach((server, i) => {
@@ -318,6 +340,8 @@ export type ServerConfig = DamiConfig["servers"][number];
 export type ActionConfig = DamiConfig["actions"][number];
 /** The `logging` section. */
 export type LoggingConfig = DamiConfig["logging"];
+/** The `retention` section, when present. */
+export type RetentionConfig = NonNullable<DamiConfig["retention"]>;
 /** A log level name. */
 export type LogLevelName = (typeof LOG_LEVELS)[number];
 
@@ -469,6 +493,9 @@ export function parseConfig(
   }
   const base = dirname(resolve(file));
   if (!isAbsolute(config.dataDir)) config.dataDir = join(base, config.dataDir);
+  if (config.retention?.archiveDir !== undefined && !isAbsolute(config.retention.archiveDir)) {
+    config.retention.archiveDir = join(base, config.retention.archiveDir);
+  }
   for (const server of config.servers) {
     if (server.caFile !== undefined && !isAbsolute(server.caFile)) {
       server.caFile = join(base, server.caFile);

@@ -28,6 +28,8 @@ import { Fleet, type LeaseConnection } from "./fleet.ts";
 import { Ingest } from "./ingest.ts";
 import { registerSecret, setupLogging, shutdownLogging } from "./log.ts";
 import { DaemonMetrics } from "./metrics.ts";
+import { keepPartitionsAhead } from "./event_partitions.ts";
+import { startRetention } from "./retention.ts";
 import { type Projector, runProjectionsOnce, startProjector } from "./projections/projector.ts";
 import { Scheduler } from "./scheduler.ts";
 import { handleShutdownSignals } from "./signals.ts";
@@ -203,6 +205,14 @@ export async function main(args: string[]): Promise<number> {
   fleet.start();
   scheduler.start(config.actions, fleet.runners);
 
+  const partitions = keepPartitionsAhead(store.db, {
+    onCreated: (days) => log.info("ami_events partitions created: {days}", { days }),
+    onError: (error) =>
+      log.warning("cannot create ami_events partitions ahead (retried hourly): {message}", {
+        message: (error as Error).message,
+      }),
+  });
+  const retention = config.retention && startRetention(store.db, config.retention);
   const announcer = pbx === undefined
     ? undefined
     : announceDemo(pbx, store, queryArguments(store, config, options.config));
@@ -218,7 +228,11 @@ export async function main(args: string[]): Promise<number> {
       });
     };
     clearInterval(announcer);
+    partitions.stop();
     await step("schedules stopped", () => scheduler.stop());
+    // A day being archived is finished or, past the bound, rolled back when the store
+    // closes (its partial file is rewritten at the next run).
+    if (retention) await step("retention stopped", () => within(retention.stop(), 3000));
     // Logoff first: the session end is recorded before the ingest pipeline closes.
     await Promise.all([
       step("servers logged off", () => fleet.stop()),

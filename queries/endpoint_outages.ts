@@ -8,6 +8,7 @@
 import { sql } from "drizzle-orm";
 import { endpointStatus } from "../schema/mod.ts";
 import { selectRows, type SqlExecutor } from "./db.ts";
+import { endpointList } from "./endpoint_list.ts";
 import {
   ENDPOINT_PARAM,
   localTime,
@@ -48,10 +49,26 @@ export async function endpointOutages(
   const endpoint = params.endpoint === undefined ? sql`true` : sql`endpoint = ${params.endpoint}`;
   return await selectRows<EndpointOutageRow>(
     db,
-    sql`with samples as (
-          select server, endpoint, observed_at, event_id, state = 'unreachable' as down
-          from ${endpointStatus}
-          where ${server} and ${endpoint} and state in ('reachable', 'lagged', 'unreachable')
+    // Per endpoint, only the samples from its last "up" sample before the range to its
+    // first "up" sample after it: every outage overlapping the range lies in between,
+    // whole, and months of polls outside it are not read.
+    sql`with recursive ${endpointList(server, endpoint)}, bounds as (
+          select p.server, p.endpoint,
+            coalesce((select observed_at from ${endpointStatus} s
+              where s.server = p.server and s.endpoint = p.endpoint and s.observed_at < ${from}
+                and s.state in ('reachable', 'lagged')
+              order by s.observed_at desc, s.event_id desc limit 1), '-infinity') as first_t,
+            coalesce((select observed_at from ${endpointStatus} s
+              where s.server = p.server and s.endpoint = p.endpoint and s.observed_at >= ${to}
+                and s.state in ('reachable', 'lagged')
+              order by s.observed_at, s.event_id limit 1), 'infinity') as last_t
+          from endpoints p
+        ), samples as (
+          select s.server, s.endpoint, s.observed_at, s.event_id, s.state = 'unreachable' as down
+          from bounds b join ${endpointStatus} s
+            on s.server = b.server and s.endpoint = b.endpoint
+            and s.observed_at >= b.first_t and s.observed_at <= b.last_t
+          where s.state in ('reachable', 'lagged', 'unreachable')
         ), marked as (
           select *, case when down is distinct from
               lag(down) over (partition by server, endpoint order by observed_at, event_id)

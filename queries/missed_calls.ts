@@ -67,12 +67,16 @@ export async function missedCalls(
           where ${rangeWhere(sql`started_at`, params)} and ${context}
             and disposition <> 'ANSWERED' and src is not null and src <> ''
         ), reached as (
+          -- Only answered calls from the first missed one on can have returned a missed
+          -- call: the older ones are not read (months of calls otherwise).
           select server, num, max(started_at) as last_reached from (
             select server, ${numberKey(sql`dst`)} as num, started_at from ${calls}
               where disposition = 'ANSWERED' and dst is not null and ${server}
+                and started_at >= (select min(started_at) from missed)
             union all
             select server, ${numberKey(sql`src`)} as num, started_at from ${calls}
               where disposition = 'ANSWERED' and src is not null and ${server}
+                and started_at >= (select min(started_at) from missed)
           ) answered group by server, num
         )
         select min(m.src) as src, max(m.src_name) as src_name, count(*)::int as missed,

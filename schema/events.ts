@@ -11,10 +11,12 @@ import { sql } from "drizzle-orm";
 import {
   bigint,
   boolean,
+  date,
   index,
   integer,
   jsonb,
   pgTable,
+  primaryKey,
   text,
   timestamp,
   uniqueIndex,
@@ -40,9 +42,20 @@ export const amiSessions = pgTable("ami_sessions", {
   index("ami_sessions_server_connected_idx").on(t.server, t.connectedAt),
 ]);
 
-/** Append-only: one row per event received, never updated. */
+/**
+ * Append-only: one row per event received, never updated.
+ *
+ * Partitioned by `received_at` in daily ranges (UTC), one table `ami_events_YYYYMMDD`
+ * per day, so that retention drops whole days instead of deleting rows. drizzle-kit
+ * cannot express partitioning: the columns and indexes are declared here, the
+ * partitioning itself is in the custom migration `partition_ami_events`. A key of a
+ * partitioned table must contain the partition column, hence `received_at` in the
+ * primary key and in the exactly-once key; `received_at` is set once, when the event is
+ * read, and travels with the record through the spool, so a replayed event has the same
+ * `(session_id, seq, received_at)` as the first write.
+ */
 export const amiEvents = pgTable("ami_events", {
-  id: bigint("id", { mode: "bigint" }).primaryKey().generatedAlwaysAsIdentity(),
+  id: bigint("id", { mode: "bigint" }).notNull().generatedAlwaysAsIdentity(),
   server: text("server").notNull(),
   sessionId: uuid("session_id").notNull(),
   seq: bigint("seq", { mode: "number" }).notNull(),
@@ -65,7 +78,8 @@ export const amiEvents = pgTable("ami_events", {
     sql`now()`,
   ),
 }, (t) => [
-  uniqueIndex("ami_events_session_seq_key").on(t.sessionId, t.seq),
+  primaryKey({ columns: [t.id, t.receivedAt] }),
+  uniqueIndex("ami_events_session_seq_key").on(t.sessionId, t.seq, t.receivedAt),
   index("ami_events_event_received_idx").on(t.event, t.receivedAt),
   // BRIN: rows arrive in received_at order, so time-range scans need only block ranges,
   // and the insert cost is a fraction of a btree's (measured: ingest +25%, see README).
@@ -119,3 +133,22 @@ export const actionRuns = pgTable("action_runs", {
   index("action_runs_name_started_idx").on(t.name, t.startedAt),
   index("action_runs_server_started_idx").on(t.server, t.startedAt),
 ]);
+
+/**
+ * One row per day of `ami_events` dropped by retention or `deno task prune`: what was
+ * dropped and where its archive is. A restore of the day removes its row. Projections
+ * of these days are kept; `rebuild-projections` rebuilds only after the last of them.
+ */
+export const amiEventsPruned = pgTable("ami_events_pruned", {
+  /** The UTC day whose partition was dropped. */
+  day: date("day", { mode: "string" }).primaryKey(),
+  prunedAt: timestamp("pruned_at", { withTimezone: true, mode: "date" }).notNull(),
+  /** Rows the partition held when it was dropped. */
+  events: bigint("events", { mode: "number" }).notNull(),
+  firstId: bigint("first_id", { mode: "bigint" }),
+  lastId: bigint("last_id", { mode: "bigint" }),
+  /** The archive file (absolute path) written before the drop; null when pruned unarchived. */
+  archive: text("archive"),
+  /** SHA-256 (hex) of the archive file. */
+  sha256: text("sha256"),
+});

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { sql } from "drizzle-orm";
 import {
   bigint,
   boolean,
@@ -51,6 +52,8 @@ export const callLegs = pgTable("call_legs", {
   index("call_legs_call_id_idx").on(t.callId),
   index("call_legs_endpoint_created_idx").on(t.endpoint, t.createdAt),
   index("call_legs_created_idx").on(t.createdAt),
+  // call-timeline finds a call by any uniqueid, without its server.
+  index("call_legs_uniqueid_idx").on(t.uniqueid),
 ]);
 
 /** One row per call: legs joined across linkedid, dial, bridge, local and transfer links. */
@@ -93,6 +96,10 @@ export const calls = pgTable("calls", {
 }, (t) => [
   primaryKey({ columns: [t.server, t.callId] }),
   index("calls_started_idx").on(t.startedAt),
+  // By call id without the server (call-timeline), and calls still running at a time
+  // (peak-concurrency reads the calls that end after its range starts).
+  index("calls_call_id_idx").on(t.callId),
+  index("calls_ended_idx").on(sql`coalesce(${t.endedAt}, ${t.startedAt})`),
   index("calls_src_idx").on(t.src),
   index("calls_dst_idx").on(t.dst),
 ]);

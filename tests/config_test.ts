@@ -442,3 +442,28 @@ Deno.test("the daemon exits 78 on such a config, naming the field and never the 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("retention: days, schedule and an archive directory relative to the config file", () => {
+  const config = parseConfig(
+    `{ "servers": [${SERVER}],
+       "retention": { "events": "90d", "actionRuns": "30d", "archiveDir": "./archive" } }`,
+    "/etc/dami/a.jsonc",
+    { env: ENV },
+  );
+  assert.deepEqual(config.retention, {
+    events: "90d",
+    actionRuns: "30d",
+    archiveDir: "/etc/dami/archive",
+    schedule: "0 30 3 * * *",
+    maxDaysPerRun: 7,
+  });
+  assert.equal(
+    parseConfig(`{ "servers": [${SERVER}] }`, "/a.jsonc", { env: ENV }).retention,
+    undefined,
+  );
+  const p = onlyProblem(`{ "servers": [${SERVER}],
+  "retention": { "events": "3 months" } }`);
+  assert.equal(p.path, "retention.events");
+  assert.equal(p.line, 2);
+  assert.equal(p.message, 'expected a number of days like "90d"');
+});

@@ -18,6 +18,7 @@ import { AmiParser } from "../dami/parser.ts";
 import { type AmiMessage, headersToFields, headerValue } from "../dami/message.ts";
 import { type ColumnRecord, insertRecords } from "../daemon/projections/write.ts";
 import { openStore } from "../daemon/store.ts";
+import { createEventPartitions } from "../daemon/event_partitions.ts";
 import type { SqlDatabase, SqlExecutor } from "../queries/db.ts";
 import { amiEvents, amiSessions } from "../schema/mod.ts";
 import { type CallFixtureName, type FixtureName, loadFixture } from "./fixtures.ts";
@@ -190,9 +191,10 @@ export async function insertEventRecords(
   db: SqlExecutor,
   records: readonly ColumnRecord[],
 ): Promise<void> {
+  await createEventPartitions(db, records.map((r) => Date.parse(String(r.received_at))));
   for (let i = 0; i < records.length; i += 5000) {
     await insertRecords(db, amiEvents, records.slice(i, i + 5000), {
-      columns: ["session_id", "seq"],
+      columns: ["session_id", "seq", "received_at"],
       action: "nothing",
     });
   }

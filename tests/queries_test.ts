@@ -753,6 +753,11 @@ seededTest("endpoint-availability weighs states by time, leaving unknown time ou
     down_s: 50400,
     samples: 2,
   });
+  // The same day on its own: the state at 00:00 comes from a sample before the range.
+  assert.deepEqual(
+    await endpointAvailability(db, { endpoint: "SIP/6001", from: "2026-11-03", to: "2026-11-04" }),
+    [days[1]],
+  );
 });
 
 seededTest("endpoint-outages reports down intervals, the last one still open", async (db) => {
@@ -776,6 +781,11 @@ seededTest("endpoint-outages reports down intervals, the last one still open", a
   ]);
   const later = await endpointOutages(db, { from: "2026-11-03" });
   assert.equal(later.length, 1);
+  // A range inside an outage reports the whole outage: its start and end lie outside.
+  const whole = await endpointOutages(db, { from: "2026-11-02 08:00", to: "2026-11-02 09:00" });
+  assert.deepEqual(whole.map((o) => [o.down_from, o.down_until, o.samples]), [
+    ["2026-11-02 06:00:00", "2026-11-02 12:00:00", 1],
+  ]);
 });
 
 seededTest("failure-causes groups failed legs by endpoint, cause and dial status", async (db) => {

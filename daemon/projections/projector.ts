@@ -49,6 +49,7 @@ import { sessionGapsQuery } from "../../queries/session_gaps.ts";
 import { CallGraph } from "./call_graph.ts";
 import { foldCall, type FoldedCall, type SessionGap } from "./call_fold.ts";
 import { endpointSamples } from "./endpoint_samples.ts";
+import { prunedBoundary, restorePrunedPeriod, setAsidePrunedPeriod } from "./pruned_period.ts";
 import {
   CALL_EVENTS,
   ENDPOINT_EVENTS,
@@ -255,7 +256,8 @@ async function isolateNextEvent(
  * Empties every projection table and the checkpoint, then projects `ami_events` from the
  * start (`deno task rebuild-projections`). Safe while the daemon runs: its projector
  * simply helps with the batches. Events set aside in `projection_errors` are tried again
- * (a newer version may project them).
+ * (a newer version may project them). When retention dropped raw events, what was
+ * projected from them is kept (see `pruned_period.ts`).
  */
 export async function rebuildProjections(
   store: ProjectionStore,
@@ -263,12 +265,23 @@ export async function rebuildProjections(
 ): Promise<ProjectionProgress> {
   await store.db.transaction(async (tx) => {
     await tx.execute(sql`select pg_advisory_xact_lock(${LOCK_KEY}::bigint)`);
-    await tx.execute(
-      sql`truncate ${calls}, ${callLegs}, ${queueCalls}, ${queueAttempts}, ${endpointStatus}, ${projectionNodes}, ${projectionEventRefs}, ${projectionErrors}`,
-    );
+    const boundary = await prunedBoundary(tx);
+    if (boundary !== null) {
+      await setAsidePrunedPeriod(tx, boundary);
+      await tx.execute(sql`truncate ${projectionErrors}`);
+    } else {
+      await tx.execute(
+        sql`truncate ${calls}, ${callLegs}, ${queueCalls}, ${queueAttempts}, ${endpointStatus}, ${projectionNodes}, ${projectionEventRefs}, ${projectionErrors}`,
+      );
+    }
     await tx.execute(sql`delete from ${projectionCheckpoints} where name = ${CHECKPOINT_NAME}`);
   });
-  return await runProjectionsOnce(store, { batchSize: 50_000, ...options });
+  const progress = await runProjectionsOnce(store, { batchSize: 50_000, ...options });
+  await store.db.transaction(async (tx) => {
+    await tx.execute(sql`select pg_advisory_xact_lock(${LOCK_KEY}::bigint)`);
+    await restorePrunedPeriod(tx);
+  });
+  return progress;
 }
 
 /** Options of {@linkcode startProjector}. */
