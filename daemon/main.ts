@@ -22,7 +22,7 @@ import { sql } from "drizzle-orm";
 import { relative } from "node:path";
 import { parseArgs } from "node:util";
 import { actionTargets, ConfigError, type DamiConfig, loadConfig } from "./config.ts";
-import { demoConfig, SimulatedPbx } from "./demo.ts";
+import { demoConfig, SimulatedPbx } from "../demo/simulated_pbx.ts";
 import { type HttpServer, startHttp, storeHealthOf } from "./http.ts";
 import { Fleet, type LeaseConnection } from "./fleet.ts";
 import { Ingest } from "./ingest.ts";

@@ -11,7 +11,7 @@
  *
  * @example
  * ```ts ignore
- * import { SimulatedPbx } from "./demo.ts";
+ * import { SimulatedPbx } from "./simulated_pbx.ts";
  * const pbx = await SimulatedPbx.start();
  * console.log(`AMI on ${pbx.hostname}:${pbx.port}, user ${pbx.username}`);
  * await pbx.close();
@@ -22,7 +22,7 @@
 import { createHash } from "node:crypto";
 import { AmiParser } from "../dami/parser.ts";
 import { type AmiMessage, headerValue } from "../dami/message.ts";
-import { type DamiConfig, parseConfig } from "./config.ts";
+import { type DamiConfig, parseConfig } from "../daemon/config.ts";
 
 type Headers = Array<readonly [string, string]>;
 
