@@ -15,21 +15,18 @@
  *
  * @module
  */
-import { mkdir } from "node:fs/promises";
 import { connect, type NetConnectOpts, type Socket } from "node:net";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
-import { PGlite } from "@electric-sql/pglite";
 import { sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
-import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
-import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import * as schema from "../schema/mod.ts";
+import { startEmbedded } from "./embedded/embedded.ts";
 
 /** The Drizzle database, the same type for both drivers. */
 export type StoreDatabase = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -61,6 +58,17 @@ export interface StoreOptions {
    * @default {true}
    */
   migrate?: boolean;
+  /**
+   * Embedded store only: `host:port` to serve it on over the PostgreSQL protocol while
+   * it is open (port 0: any free port).
+   * @default {"127.0.0.1:0"}
+   */
+  listen?: string;
+  /**
+   * Embedded store only: create it when missing. False: a missing store is an error.
+   * @default {true}
+   */
+  create?: boolean;
 }
 
 /** Raw access inside one write transaction (see {@linkcode Store.writeTransaction}). */
@@ -82,6 +90,8 @@ export interface Store {
   readonly db: StoreDatabase;
   /** For logs: the URL without its password, or `pglite:<dir>`. */
   readonly description: string;
+  /** Embedded store: where it is served, `postgres://postgres@127.0.0.1:5433/postgres`. */
+  readonly sqlUrl?: string;
   /**
    * Runs `fn` in one transaction on the connection reserved for the ingest writer
    * (separate from the Drizzle pool, whose type parsers Drizzle replaces).
@@ -372,41 +382,33 @@ async function migratePostgresOnce(
   }
 }
 
+/**
+ * The embedded store: PGlite in a worker, served on a local address (see
+ * `embedded/embedded.ts`), and reached like PostgreSQL through that address.
+ */
 async function openPglite(options: StoreOptions): Promise<Store> {
   const dir = join(options.dataDir, "pglite");
-  await mkdir(dir, { recursive: true });
-  const client = new PGlite(dir);
-  await client.waitReady;
-  const db = drizzlePglite({ client, schema });
-  if (options.migrate ?? true) {
-    try {
-      await migratePglite(db, { migrationsFolder: MIGRATIONS_FOLDER });
-    } catch (error) {
-      await client.close();
-      throw new Error(`cannot migrate pglite:${dir}: ${errorText(error)}`, { cause: error });
-    }
+  const embedded = await startEmbedded({
+    dataDir: options.dataDir,
+    listen: options.listen,
+    create: options.create,
+  });
+  let store: Store;
+  try {
+    store = await openPostgres(embedded.url, options);
+  } catch (error) {
+    await embedded.close();
+    const cause = (error as Error).cause ?? error;
+    throw new Error(`cannot migrate pglite:${dir}: ${errorText(cause)}`, { cause: error });
   }
   return {
+    ...store,
     kind: "pglite",
-    db: db as unknown as StoreDatabase,
     description: `pglite:${dir}`,
-    writeTransaction<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T> {
-      return client.transaction((tx) =>
-        fn({
-          async query(text, params) {
-            await tx.query(text, params as unknown[] | undefined);
-          },
-          async copyFrom(target, data) {
-            await tx.query(`COPY ${target} FROM '/dev/blob'`, [], { blob: new Blob([data]) });
-          },
-        })
-      );
-    },
-    async ping() {
-      await client.query("SELECT 1");
-    },
+    sqlUrl: embedded.url,
     async close() {
-      if (!client.closed) await client.close();
+      await store.close();
+      await embedded.close();
     },
   };
 }
