@@ -4,12 +4,15 @@
  *
  * The database is, in this order: `--database-url`, `--data-dir` (embedded store),
  * `--config` (its `database.url` or `dataDir`), `$DATABASE_URL`, `./dami.config.jsonc`
- * if present, else the embedded store in `./data`. The embedded store (PGlite) can be
- * opened by one process at a time: stop the daemon first, or use PostgreSQL.
+ * if present, else the embedded store in `./data`. An embedded store that a running
+ * daemon holds is reached through the SQL address it serves (`<dataDir>/sql.addr`);
+ * otherwise its files are opened directly. A missing embedded store is an error, never
+ * created.
  *
  * @module
  */
 import { loadStorageConfig } from "./config.ts";
+import { runningEmbedded } from "./embedded/embedded.ts";
 import { errorText, openStore, type Store } from "./store.ts";
 import type { CliDatabase } from "../queries/cli.ts";
 
@@ -23,7 +26,7 @@ export const DATABASE_OPTIONS = {
 /** Help text for {@linkcode DATABASE_OPTIONS}. */
 export const DATABASE_HELP = `Database (first that applies):
   --database-url URL   PostgreSQL
-  --data-dir DIR       the embedded store in DIR (stop the daemon first: one process at a time)
+  --data-dir DIR       the embedded store in DIR (through the running daemon, if any)
   --config PATH        database.url or dataDir of a dami config file
   $DATABASE_URL        PostgreSQL
   ./dami.config.jsonc  when present
@@ -36,7 +39,7 @@ export async function openCliStore(
   if (values["database-url"]) {
     return await openStore({ url: values["database-url"], dataDir: "./data" });
   }
-  if (values["data-dir"]) return await openStore({ dataDir: values["data-dir"] });
+  if (values["data-dir"]) return await openEmbeddedStore(values["data-dir"]);
   const env = Deno.env.get("DATABASE_URL");
   const configFile = values.config ??
     (env
@@ -45,9 +48,21 @@ export async function openCliStore(
   if (configFile !== undefined) {
     // Only dataDir and database: the AMI secret need not be set to run a query.
     const config = await loadStorageConfig(configFile);
-    return await openStore({ url: config.databaseUrl, dataDir: config.dataDir });
+    if (config.databaseUrl) return await openStore({ url: config.databaseUrl, dataDir: "." });
+    return await openEmbeddedStore(config.dataDir);
   }
-  return await openStore({ url: env, dataDir: "./data" });
+  if (env) return await openStore({ url: env, dataDir: "./data" });
+  return await openEmbeddedStore("./data");
+}
+
+/**
+ * The embedded store in `dataDir`: through the SQL address of the process that holds
+ * it (a running daemon), or its files when none does. Never creates one.
+ */
+async function openEmbeddedStore(dataDir: string): Promise<Store> {
+  const url = await runningEmbedded(dataDir);
+  if (url !== undefined) return await openStore({ url, dataDir, migrate: false });
+  return await openStore({ dataDir, create: false });
 }
 
 /** The database side of the query CLI. */

@@ -23,6 +23,7 @@
  */
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { WorkerReply, WorkerRequest } from "./worker.ts";
 
 /** Options of {@linkcode startEmbedded}. */
@@ -142,6 +143,29 @@ async function holderOf(dataDir: string): Promise<string> {
   return pid === undefined ? "another process" : `process ${pid}`;
 }
 
+/** Runs `create_store.ts` in a child process (see there why not here). */
+async function createStore(dir: string): Promise<void> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-prompt",
+      "--allow-read",
+      `--allow-write=${dir}`,
+      "--allow-env",
+      fileURLToPath(new URL("./create_store.ts", import.meta.url)),
+      dir,
+      ...EMBEDDED_SETTINGS,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!output.success) {
+    const stderr = new TextDecoder().decode(output.stderr).trim().split("\n").slice(-3).join(" ");
+    throw new Error(`cannot create the embedded store in ${dir}: ${stderr}`);
+  }
+}
+
 function urlOf(address: string): string {
   return `postgres://postgres@${address}/postgres`;
 }
@@ -154,10 +178,8 @@ function urlOf(address: string): string {
  */
 export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded> {
   const dir = join(options.dataDir, "pglite");
-  if (options.create === false) {
-    const exists = await Deno.stat(join(dir, "PG_VERSION")).then(() => true, () => false);
-    if (!exists) throw new EmbeddedStoreMissingError(options.dataDir);
-  }
+  const exists = await Deno.stat(join(dir, "PG_VERSION")).then(() => true, () => false);
+  if (!exists && options.create === false) throw new EmbeddedStoreMissingError(options.dataDir);
   await mkdir(dir, { recursive: true });
   const lock = await Deno.open(lockFile(options.dataDir), {
     read: true,
@@ -175,6 +197,14 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
   };
   await lock.truncate(0);
   await lock.write(new TextEncoder().encode(`pid ${Deno.pid}\n`));
+  if (!exists) {
+    try {
+      await createStore(dir);
+    } catch (error) {
+      await release();
+      throw error;
+    }
+  }
 
   const listen = options.listen ?? "127.0.0.1:0";
   const colon = listen.lastIndexOf(":");
