@@ -2,7 +2,7 @@
  * `deno task bench`: every benchmark, one after the other, each heavy part in its own
  * process. Prints one JSON object per figure on stdout (progress on stderr).
  *
- * Usage: deno task bench [parse|ingest|projections|fleet ...]   (default: all)
+ * Usage: deno task bench [parse|ingest|projections|fleet|embedded ...]   (default: all)
  *
  * @module
  */
@@ -10,9 +10,10 @@ import { parseBench } from "./parse_bench.ts";
 import { runIngestBenchSuite } from "./ingest_bench.ts";
 import { runProjectionsBench } from "./projections_bench.ts";
 import { runFleetBench } from "./fleet_bench.ts";
+import { runEmbeddedBench } from "./embedded_bench.ts";
 
 const wanted = new Set(
-  Deno.args.length > 0 ? Deno.args : ["parse", "ingest", "projections", "fleet"],
+  Deno.args.length > 0 ? Deno.args : ["parse", "ingest", "projections", "fleet", "embedded"],
 );
 const cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
 console.error(
@@ -46,5 +47,13 @@ if (wanted.has("fleet")) {
   console.error("fleet: 100 PBXs x 50 events/s through 2 instances; kill -9 one");
   for (const figure of await runFleetBench()) {
     console.log(JSON.stringify({ bench: "fleet", ...figure }));
+  }
+}
+if (wanted.has("embedded")) {
+  console.error(
+    "embedded store: event-loop pause during 30-day queries; memory of deno task demo",
+  );
+  for (const figure of await runEmbeddedBench(["stall", "memory"])) {
+    console.log(JSON.stringify({ bench: "embedded", ...figure }));
   }
 }

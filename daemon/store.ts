@@ -21,12 +21,11 @@ import type { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
-import { sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import * as schema from "../schema/mod.ts";
-import { startEmbedded } from "./embedded/embedded.ts";
+import { runningEmbedded, startEmbedded } from "./embedded/embedded.ts";
 
 /** The Drizzle database, the same type for both drivers. */
 export type StoreDatabase = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -413,35 +412,47 @@ async function openPglite(options: StoreOptions): Promise<Store> {
   };
 }
 
+/** What {@linkcode applyMigrations} did. */
+export interface MigrationReport {
+  /** Migrations recorded in the database before. */
+  before: number;
+  /** Migrations recorded after: all of `migrations/`. */
+  after: number;
+}
+
 /**
  * Applies the migrations and closes: for `deno task migrate`. Unlike
- * {@linkcode openStore}, an unreachable database is an error. Resolves with the number
- * of migrations recorded in the database afterwards.
+ * {@linkcode openStore}, an unreachable database is an error. An embedded store that a
+ * running daemon holds is migrated through its SQL address.
  */
-export async function applyMigrations(options: StoreOptions): Promise<number> {
-  if (options.url) {
-    const description = redactDatabaseUrl(options.url);
-    const clientOptions = {
-      connect_timeout: options.connectTimeoutSeconds ?? 5,
-      onnotice: () => {},
-    };
+export async function applyMigrations(options: StoreOptions): Promise<MigrationReport> {
+  const clientOptions = { connect_timeout: options.connectTimeoutSeconds ?? 5, onnotice: () => {} };
+  const url = options.url ?? await runningEmbedded(options.dataDir);
+  // Without a server, the embedded store is opened here and migrated through its address.
+  const store = url === undefined ? await openStore({ ...options, migrate: false }) : undefined;
+  const target = url ?? store!.sqlUrl!;
+  const description = url === undefined ? store!.description : redactDatabaseUrl(url);
+  const count = async () => {
+    const client = postgres(target, { ...clientOptions, max: 1 });
     try {
-      await migratePostgresOnce(options.url, clientOptions);
+      const [row] = await client<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM drizzle.__drizzle_migrations`;
+      return row.n;
     } catch (error) {
-      throw new Error(`cannot migrate ${description}: ${errorText(error)}`, { cause: error });
+      if ((error as { code?: string }).code === "42P01") return 0; // no migration yet
+      throw error;
+    } finally {
+      await client.end({ timeout: 1 });
     }
-  }
-  const store = await openStore({ ...options, migrate: !options.url });
+  };
   try {
-    const result = await store.db.execute(
-      sql`SELECT count(*)::int AS n FROM drizzle.__drizzle_migrations`,
-    );
-    const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as {
-      n: number;
-    }[];
-    return rows[0].n;
+    const before = await count();
+    await migratePostgresOnce(target, clientOptions);
+    return { before, after: await count() };
+  } catch (error) {
+    throw new Error(`cannot migrate ${description}: ${errorText(error)}`, { cause: error });
   } finally {
-    await store.close();
+    await store?.close();
   }
 }
 
