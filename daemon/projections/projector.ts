@@ -80,6 +80,8 @@ export interface ProjectionOptions {
   holeWaitMs?: number;
   /** Stops the run between two batches (each batch is one transaction, never cut). */
   signal?: AbortSignal;
+  /** Called after each batch with the progress so far (e.g. a progress line). */
+  onBatch?: (progress: ProjectionProgress) => void;
 }
 
 /** What a run did. */
@@ -116,6 +118,7 @@ export async function runProjectionsOnce(
       progress.batches++;
       progress.events += batch.events;
       progress.calls += batch.calls;
+      options.onBatch?.({ ...progress });
     }
     if (batch.caughtUp || options.signal?.aborted) return progress;
   }
