@@ -143,8 +143,13 @@ async function holderOf(dataDir: string): Promise<string> {
   return pid === undefined ? "another process" : `process ${pid}`;
 }
 
-/** Runs `create_store.ts` in a child process (see there why not here). */
+/**
+ * Runs `create_store.ts` in a child process (see there why not here). Without the
+ * permission to run it (`--allow-run`), the worker creates the store itself.
+ */
 async function createStore(dir: string): Promise<void> {
+  const permission = await Deno.permissions.query({ name: "run", command: Deno.execPath() });
+  if (permission.state !== "granted") return;
   const output = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
