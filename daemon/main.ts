@@ -20,7 +20,7 @@ import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import { parseArgs } from "node:util";
 import { actionTargets, ConfigError, type DamiConfig, loadConfig } from "./config.ts";
-import type { SimulatedPbx } from "../demo/simulated_pbx.ts";
+import type { SimulatedPbx } from "./demo_mode.ts";
 import { EmbeddedStoreBusyError } from "./embedded/embedded.ts";
 import { type HttpServer, startHttp, storeHealthOf } from "./http.ts";
 import { Fleet, type LeaseConnection } from "./fleet.ts";
