@@ -253,6 +253,10 @@ Deno.test("while the demo runs on the embedded store, every SQL block of the REA
     const announced = await daemon.waitForLog(/^SQL clients .*connect to postgres:/, 120_000);
     const url = /postgres:\/\/\S+/.exec(announced)![0];
     await daemon.waitForLog(/^call .*->/, 60_000); // a finished call is in the store
+    // The commands to paste come one per line, and the PBX's login is shown to try it.
+    await daemon.waitForLog(/^ {2}psql postgres:\/\/\S+$/);
+    await daemon.waitForLog(/^ {2}deno task query missed-calls$/);
+    await daemon.waitForLog(/AMI\) on 127\.0\.0\.1:\d+, username admin, secret mysecret/);
     const blocks = await readmeSqlBlocks();
     assert.ok(blocks.length >= 1);
     const sql = postgres(url, { max: 1, onnotice: () => {} });
