@@ -241,7 +241,7 @@ export class WireServer {
     const status = readyStatus(chunks);
     if (status !== undefined) client.status = status;
     try {
-      for (const chunk of chunks) await client.write(chunk);
+      await client.write(chunks.length === 1 ? chunks[0] : concat(chunks));
     } finally {
       if (status === "I") this.#release(client);
     }
@@ -283,7 +283,10 @@ class Client {
   readonly done: Promise<void>;
   finish!: () => void;
   #conn: Deno.Conn;
-  #buffer = new Uint8Array(0);
+  #buffer = new Uint8Array(65536);
+  /** Unread bytes are `#buffer[#start, #end)`. */
+  #start = 0;
+  #end = 0;
   #closed = false;
   #prefix: string;
 
@@ -299,22 +302,36 @@ class Client {
     }
   }
 
+  /** Reads until `bytes` unread bytes are buffered; false at end of stream. */
   async #fill(bytes: number): Promise<boolean> {
-    while (this.#buffer.length < bytes) {
-      const chunk = new Uint8Array(Math.max(65536, bytes - this.#buffer.length));
-      const n = await this.#conn.read(chunk);
+    while (this.#end - this.#start < bytes) {
+      const unread = this.#end - this.#start;
+      if (this.#end === this.#buffer.length || this.#buffer.length - this.#start < bytes) {
+        // Move the unread bytes to the front, into a larger buffer when they need one.
+        const size = Math.max(bytes, unread + 65536);
+        const next = size <= this.#buffer.length
+          ? this.#buffer
+          : new Uint8Array(Math.max(size, this.#buffer.length * 2));
+        next.set(this.#buffer.subarray(this.#start, this.#end), 0);
+        this.#buffer = next;
+        this.#start = 0;
+        this.#end = unread;
+      }
+      const n = await this.#conn.read(this.#buffer.subarray(this.#end));
       if (n === null) return false;
-      const merged = new Uint8Array(this.#buffer.length + n);
-      merged.set(this.#buffer);
-      merged.set(chunk.subarray(0, n), this.#buffer.length);
-      this.#buffer = merged;
+      this.#end += n;
     }
     return true;
   }
 
   #take(bytes: number): Uint8Array {
-    const taken = this.#buffer.slice(0, bytes);
-    this.#buffer = this.#buffer.slice(bytes);
+    const taken = this.#buffer.slice(this.#start, this.#start + bytes);
+    this.#start += bytes;
+    if (this.#start === this.#end) {
+      this.#start = this.#end = 0;
+      // A large message (COPY data) grew the buffer: do not keep it for the idle client.
+      if (this.#buffer.length > 1024 * 1024) this.#buffer = new Uint8Array(65536);
+    }
     return taken;
   }
 
@@ -331,7 +348,7 @@ class Client {
   /** A whole typed message (type byte, length, body), or undefined at end of stream. */
   async readMessage(maxBytes: number): Promise<Uint8Array | undefined> {
     if (!await this.#fill(5)) return undefined;
-    const length = new DataView(this.#buffer.buffer, this.#buffer.byteOffset).getInt32(1);
+    const length = new DataView(this.#buffer.buffer).getInt32(this.#start + 1);
     if (length < 4 || length + 1 > maxBytes) {
       throw new Error(`message of ${length + 1} bytes refused`);
     }
@@ -427,14 +444,19 @@ function copyColumns(text: string): number | undefined {
   return match[2] === undefined ? 0 : match[2].split(",").length;
 }
 
-/** The answer without its first message when that is a `CopyInResponse`. */
-function withoutCopyInResponse(chunks: Uint8Array[]): Uint8Array[] {
+function concat(chunks: Uint8Array[]): Uint8Array {
   const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
   let offset = 0;
   for (const chunk of chunks) {
     all.set(chunk, offset);
     offset += chunk.length;
   }
+  return all;
+}
+
+/** The answer without its first message when that is a `CopyInResponse`. */
+function withoutCopyInResponse(chunks: Uint8Array[]): Uint8Array[] {
+  const all = concat(chunks);
   if (all[0] !== 0x47 || all.length < 5) return [all];
   return [all.subarray(1 + new DataView(all.buffer).getInt32(1))];
 }
