@@ -4,9 +4,10 @@
  * projects `ami_events` again from the first event. The result equals what the daemon's
  * continuous projector builds; use it after changing projection rules or to repair.
  *
- * Safe while the daemon runs on PostgreSQL (batches take an advisory lock; the daemon's
- * projector just helps). The embedded store opens in one process at a time: stop the
- * daemon first.
+ * Safe while the daemon runs (batches take an advisory lock; the daemon's projector just
+ * helps). On the embedded store it goes through the running daemon's SQL address, each
+ * batch one transaction that the daemon's writes wait for. A progress line (events done
+ * of total, rate) is shown on a terminal.
  *
  * @example
  * ```sh
