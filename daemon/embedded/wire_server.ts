@@ -119,8 +119,21 @@ export class WireServer {
         if (this.#holder !== client) await this.#acquire(client);
         const renamed = client.rename(message);
         const copy = client.startsCopyIn(message);
-        if (copy === undefined) await this.#run(client, renamed);
-        else await this.#run(client, await this.#withCopyData(client, renamed, copy), true);
+        if (copy !== undefined) {
+          await this.#run(client, await this.#withCopyData(client, renamed, copy), true);
+          continue;
+        }
+        // Messages the client already sent with it (an extended-protocol exchange is five)
+        // run as one input: one call into PGlite and one answer instead of five.
+        const batch = [renamed];
+        for (;;) {
+          const more = client.takeBuffered((m) =>
+            m[0] !== 0x58 /* Terminate */ && client.startsCopyIn(m) === undefined
+          );
+          if (more === undefined) break;
+          batch.push(client.rename(more));
+        }
+        await this.#run(client, batch.length === 1 ? renamed : concat(batch));
       }
     } catch {
       // The client went away or broke the protocol: its connection ends.
@@ -353,6 +366,19 @@ class Client {
       throw new Error(`message of ${length + 1} bytes refused`);
     }
     if (!await this.#fill(length + 1)) return undefined;
+    return this.#take(length + 1);
+  }
+
+  /**
+   * The next message when it is already whole in the buffer and `accept` takes it;
+   * otherwise nothing is consumed.
+   */
+  takeBuffered(accept: (message: Uint8Array) => boolean): Uint8Array | undefined {
+    if (this.#end - this.#start < 5) return undefined;
+    const length = new DataView(this.#buffer.buffer).getInt32(this.#start + 1);
+    if (length < 4 || this.#end - this.#start < length + 1) return undefined;
+    const message = this.#buffer.subarray(this.#start, this.#start + length + 1);
+    if (!accept(message)) return undefined;
     return this.#take(length + 1);
   }
 
