@@ -35,6 +35,10 @@ async function dataDirWithStore(): Promise<string> {
   return dataDir;
 }
 
+function portOf(address: string): number {
+  return Number(address.slice(address.lastIndexOf(":") + 1));
+}
+
 function client(url: string): postgres.Sql {
   return postgres(url, { max: 1, onnotice: () => {} });
 }
@@ -72,25 +76,18 @@ Deno.test("two clients at once: a query waits for another client's transaction a
 Deno.test("a client idle in a transaction is disconnected when another needs the store, and rolled back", async () => {
   const dataDir = await dataDirWithStore();
   const embedded = await startEmbedded({ dataDir, idleInTransactionMs: 200 });
-  const forgetful = client(embedded.url);
   const other = client(embedded.url);
+  const forgetful = await RawClient.connect(portOf(embedded.address));
   try {
     await other`create table t (n int)`;
-    const held = Promise.withResolvers<void>();
-    const back = Promise.withResolvers<void>();
-    const forgotten = forgetful.begin(async (sql) => {
-      await sql`insert into t values (1)`;
-      held.resolve();
-      await back.promise; // a psql user who typed BEGIN and went for coffee
-      await sql`insert into t values (2)`;
-    });
-    await held.promise;
+    // A psql user who typed BEGIN, inserted a row and went for coffee.
+    await forgetful.query("begin");
+    await forgetful.query("insert into t values (1)");
     assert.deepEqual([...await other`select count(*)::int as n from t`], [{ n: 0 }]);
-    back.resolve();
-    await assert.rejects(forgotten);
+    await assert.rejects(forgetful.query("insert into t values (2)")); // disconnected
     assert.deepEqual([...await other`select count(*)::int as n from t`], [{ n: 0 }]);
   } finally {
-    await forgetful.end({ timeout: 0 });
+    forgetful.close();
     await other.end();
     await embedded.close();
     await Deno.remove(dataDir, { recursive: true });
@@ -100,9 +97,8 @@ Deno.test("a client idle in a transaction is disconnected when another needs the
 Deno.test("two clients preparing statements under the same name do not collide", async () => {
   const dataDir = await dataDirWithStore();
   const embedded = await startEmbedded({ dataDir });
-  const port = Number(embedded.address.slice(embedded.address.lastIndexOf(":") + 1));
-  const a = await RawClient.connect(port);
-  const b = await RawClient.connect(port);
+  const a = await RawClient.connect(portOf(embedded.address));
+  const b = await RawClient.connect(portOf(embedded.address));
   try {
     // pgx (Grafana's driver) names statements by their text: two dashboards, one name.
     assert.equal(await a.prepareAndRun("stmtcache_1", "select 1 as n"), "1");
@@ -213,6 +209,14 @@ class RawClient {
     return await this.run(name);
   }
 
+  /** Runs `text` with the simple protocol; rejects with the server's error. */
+  async query(text: string): Promise<string | undefined> {
+    await this.#send([message("Q", [text], new Uint8Array(0))]);
+    const answer = await this.#untilReady();
+    if (answer.error !== undefined) throw new Error(answer.error);
+    return answer.value;
+  }
+
   /** Binds and executes the named statement; the first column of the first row. */
   async run(name: string): Promise<string | undefined> {
     await this.#send([
@@ -226,7 +230,11 @@ class RawClient {
   }
 
   close(): void {
-    this.#conn.close();
+    try {
+      this.#conn.close();
+    } catch {
+      // closed by the server
+    }
   }
 
   async #send(messages: Uint8Array[]): Promise<void> {
