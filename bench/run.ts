@@ -2,8 +2,8 @@
  * `deno task bench`: every benchmark, one after the other, each heavy part in its own
  * process. Prints one JSON object per figure on stdout (progress on stderr).
  *
- * Usage: deno task bench [parse|ingest|projections|fleet|settle|years ...]   (default: all
- * but `years`, which builds a 10-million-event store and takes about 20 minutes)
+ * Usage: deno task bench [parse|ingest|projections|fleet|settle|embedded|years ...]
+ * (default: all but `years`, which builds a 10-million-event store and takes about 20 minutes)
  *
  * @module
  */
@@ -14,9 +14,12 @@ import { runProjectionsBench } from "./projections_bench.ts";
 import { runFleetBench } from "./fleet_bench.ts";
 import { settleBench } from "./settle_bench.ts";
 import { runYearsBench } from "./years_bench.ts";
+import { runEmbeddedBench } from "./embedded_bench.ts";
 
 const wanted = new Set(
-  Deno.args.length > 0 ? Deno.args : ["parse", "ingest", "projections", "fleet", "settle"],
+  Deno.args.length > 0
+    ? Deno.args
+    : ["parse", "ingest", "projections", "fleet", "settle", "embedded"],
 );
 const cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
 console.error(
@@ -61,6 +64,14 @@ if (wanted.has("fleet")) {
 if (wanted.has("settle")) {
   console.error("settle: 1,000,000 actions, every outcome, none left pending");
   console.log(JSON.stringify({ bench: "settle", ...await settleBench(1_000_000) }));
+}
+if (wanted.has("embedded")) {
+  console.error(
+    "embedded store: event-loop pause during 30-day queries; memory of deno task demo",
+  );
+  for (const figure of await runEmbeddedBench(["stall", "memory"])) {
+    console.log(JSON.stringify({ bench: "embedded", ...figure }));
+  }
 }
 if (wanted.has("years")) {
   console.error("years: partitioned vs unpartitioned ingest; 10 million events over 90 days");

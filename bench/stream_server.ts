@@ -6,6 +6,7 @@
  * Usage: deno run -A bench/stream_server.ts <count>
  * @module
  */
+import { formatAmiMessage } from "../demo/ami_wire.ts";
 import { eventBlock } from "./event_stream.ts";
 
 const EVENTS_PER_BLOCK = 1000;
@@ -29,7 +30,11 @@ export async function serveStream(
   await writeAll(
     conn,
     new TextEncoder().encode(
-      `Asterisk Call Manager/9.0.0\r\nResponse: Success\r\nActionID: ${id}\r\nMessage: Authentication accepted\r\n\r\n`,
+      "Asterisk Call Manager/9.0.0\r\n" + formatAmiMessage([
+        ["Response", "Success"],
+        ["ActionID", id],
+        ["Message", "Authentication accepted"],
+      ]),
     ),
   );
   for (let i = 0; i < blocks; i++) await writeAll(conn, block);

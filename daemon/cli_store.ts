@@ -4,14 +4,16 @@
  *
  * The database is, in this order: `--database-url`, `--data-dir` (embedded store),
  * `--config` (its `database.url` or `dataDir`), `$DATABASE_URL`, `./dami.config.jsonc`
- * if present, else the embedded store in `./data`. The embedded store (PGlite) can be
- * opened by one process at a time: stop the daemon first, or use PostgreSQL. An embedded
- * store is only opened, never created: a directory without one is an error.
+ * if present, else the embedded store in `./data`. An embedded store that a running
+ * daemon holds is reached through the SQL address it serves (`<dataDir>/sql.addr`);
+ * otherwise its files are opened directly. A missing embedded store is an error
+ * ({@linkcode NoStoreError}), never created.
  *
  * @module
  */
 import { join } from "node:path";
 import { loadStorageConfig } from "./config.ts";
+import { EmbeddedStoreMissingError, runningEmbedded } from "./embedded/embedded.ts";
 import { errorText, openStore, type Store } from "./store.ts";
 import type { CliDatabase } from "../queries/cli.ts";
 
@@ -25,7 +27,7 @@ export const DATABASE_OPTIONS = {
 /** Help text for {@linkcode DATABASE_OPTIONS}. */
 export const DATABASE_HELP = `Database (first that applies):
   --database-url URL   PostgreSQL
-  --data-dir DIR       the embedded store in DIR (stop the daemon first: one process at a time)
+  --data-dir DIR       the embedded store in DIR (through the running daemon, if any)
   --config PATH        database.url or dataDir of a dami config file
   $DATABASE_URL        PostgreSQL
   ./dami.config.jsonc  when present
@@ -39,7 +41,7 @@ export async function openCliStore(
     return await openStore({ url: values["database-url"], dataDir: "./data" });
   }
   if (values["data-dir"]) {
-    return await openEmbedded(values["data-dir"], `--data-dir ${values["data-dir"]}`);
+    return await openEmbeddedStore(values["data-dir"], `--data-dir ${values["data-dir"]}`);
   }
   const env = Deno.env.get("DATABASE_URL");
   const configFile = values.config ??
@@ -49,13 +51,11 @@ export async function openCliStore(
   if (configFile !== undefined) {
     // Only dataDir and database: the AMI secret need not be set to run a query.
     const config = await loadStorageConfig(configFile);
-    if (config.databaseUrl === undefined) {
-      return await openEmbedded(config.dataDir, `dataDir of ${configFile}`);
-    }
-    return await openStore({ url: config.databaseUrl, dataDir: config.dataDir });
+    if (config.databaseUrl) return await openStore({ url: config.databaseUrl, dataDir: "." });
+    return await openEmbeddedStore(config.dataDir, `dataDir of ${configFile}`);
   }
   if (env) return await openStore({ url: env, dataDir: "./data" });
-  return await openEmbedded("./data", "the default ./data");
+  return await openEmbeddedStore("./data", "the default ./data");
 }
 
 /** No store there: a mistyped directory must not become a new, empty store that answers 0 rows. */
@@ -70,15 +70,19 @@ export class NoStoreError extends Error {
   }
 }
 
-/** Opens the embedded store in `dataDir`, which a daemon (or migrate) must have created. */
-async function openEmbedded(dataDir: string, source: string): Promise<Store> {
-  // PostgreSQL writes PG_VERSION first when it creates a data directory.
-  const exists = await Deno.stat(join(dataDir, "pglite", "PG_VERSION")).then(
-    (info) => info.isFile,
-    () => false,
-  );
-  if (!exists) throw new NoStoreError(dataDir, source);
-  return await openStore({ dataDir });
+/**
+ * The embedded store in `dataDir`: through the SQL address of the process that holds
+ * it (a running daemon), or its files when none does. Never creates one.
+ */
+async function openEmbeddedStore(dataDir: string, source: string): Promise<Store> {
+  const url = await runningEmbedded(dataDir);
+  if (url !== undefined) return await openStore({ url, dataDir, migrate: false });
+  try {
+    return await openStore({ dataDir, create: false });
+  } catch (error) {
+    if (error instanceof EmbeddedStoreMissingError) throw new NoStoreError(dataDir, source);
+    throw error;
+  }
 }
 
 /** The database side of the query CLI. */

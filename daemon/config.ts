@@ -164,6 +164,17 @@ const databaseSchema = z.strictObject({
   ).optional().describe(
     'PostgreSQL URL, e.g. "${DATABASE_URL}". Omit for the embedded store in dataDir.',
   ),
+  embedded: z.strictObject({
+    listen: listenSchema.refine(
+      (value) => /^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):/.test(value),
+      {
+        message:
+          'expected a loopback address such as "127.0.0.1:5433" (the embedded store has no password)',
+      },
+    ).default("127.0.0.1:5433").describe(
+      "Where the embedded store is served over the PostgreSQL protocol while the daemon runs (psql, deno task query, Grafana). Port 0: any free port.",
+    ),
+  }).prefault({}).describe("The embedded store (PGlite), used when there is no database URL."),
 }).prefault({});
 
 const clusterSchema = z.strictObject({

@@ -34,14 +34,17 @@ export interface StoreHealth {
  * write succeeded, and the spool is not full.
  */
 export function storeHealthOf(
-  store: Pick<Store, "ping">,
+  store: Pick<Store, "ping"> & Partial<Pick<Store, "kind">>,
   ingest: Pick<Ingest, "stats">,
   timeoutMs = 2000,
 ): () => Promise<StoreHealth> {
   return async () => {
     const stats = ingest.stats();
     const detail = {
-      mode: stats.mode,
+      // "postgres" or "pglite" (the embedded store, on disk in dataDir).
+      store: store.kind,
+      // Where the writer takes records from: its in-memory queue, or the spool (catching up).
+      writingFrom: stats.mode === "memory" ? "queue" : "spool",
       queueDepth: stats.queueDepth,
       spoolBytes: stats.spoolBytes,
       spoolCapReached: stats.spoolCapReached,

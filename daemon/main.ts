@@ -18,11 +18,10 @@
 import { getLogger } from "@logtape/logtape";
 import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
-import { sql } from "drizzle-orm";
-import { relative } from "node:path";
 import { parseArgs } from "node:util";
 import { actionTargets, ConfigError, type DamiConfig, loadConfig } from "./config.ts";
-import { demoConfig, SimulatedPbx } from "./demo.ts";
+import type { SimulatedPbx } from "./demo_mode.ts";
+import { EmbeddedStoreBusyError } from "./embedded/embedded.ts";
 import { type HttpServer, startHttp, storeHealthOf } from "./http.ts";
 import { Fleet, type LeaseConnection } from "./fleet.ts";
 import { Ingest } from "./ingest.ts";
@@ -33,7 +32,6 @@ import { startRetention } from "./retention.ts";
 import { type Projector, runProjectionsOnce, startProjector } from "./projections/projector.ts";
 import { Scheduler } from "./scheduler.ts";
 import { handleShutdownSignals } from "./signals.ts";
-import { selectRows } from "../queries/db.ts";
 import { openStore, type Store } from "./store.ts";
 import { Supervisor } from "./supervisor.ts";
 
@@ -77,15 +75,17 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
 
+  // The demo's code (and its simulated PBX) is loaded only for the demo.
+  const demo = options.demo ? await import("./demo_mode.ts") : undefined;
   let pbx: SimulatedPbx | undefined;
   let config: DamiConfig;
   const caCerts = new Map<string, string[]>();
   try {
     const file = options.config ?? "dami.config.jsonc";
-    if (options.demo) {
-      pbx = await SimulatedPbx.start();
+    if (demo !== undefined) {
+      pbx = await demo.startDemoPbx();
       const base = options.config === undefined ? undefined : await loadConfig(file);
-      config = demoConfig(pbx, base);
+      config = demo.demoConfig(pbx, base);
     } else {
       config = await loadConfig(file);
     }
@@ -110,28 +110,61 @@ export async function main(args: string[]): Promise<number> {
   }
 
   const databaseUrl = config.database.url || Deno.env.get("DATABASE_URL") || undefined;
-  for (const server of config.servers) registerSecret(server.secret);
+  // The demo PBX's secret is printed for the user to try: it is no secret.
+  if (pbx === undefined) { for (const server of config.servers) registerSecret(server.secret); }
   if (databaseUrl !== undefined) registerSecret(databasePassword(databaseUrl));
   await setupLogging(config.logging);
   const log = getLogger(["dami", "main"]);
-  log.info("DAMI starting: {servers} server(s), {actions} action(s), data in {dataDir}", {
-    servers: config.servers.map((s) => `${s.name} (${s.host}:${s.port})`).join(", "),
-    actions: config.actions.length,
+  log.info("DAMI starting: AMI {servers}; {actions}; data in {dataDir}", {
+    servers: config.servers.map((s) => `${s.name} at ${s.host}:${s.port}`).join(", "),
+    actions: config.actions.length === 1
+      ? "1 scheduled action"
+      : `${config.actions.length} scheduled actions`,
     dataDir: config.dataDir,
   });
 
   let store: Store;
+  const opening = performance.now();
+  const listen = config.database.embedded.listen;
+  if (databaseUrl === undefined) {
+    log.info(
+      "opening the embedded store in {dataDir} and applying migrations (the first start creates it, a few seconds)...",
+      { dataDir: config.dataDir },
+    );
+  }
   try {
     // An unreachable PostgreSQL is fine (events are spooled until it answers); a
     // refused login or a missing database is not.
-    store = await openStore({ url: databaseUrl, dataDir: config.dataDir });
+    try {
+      store = await openStore({ url: databaseUrl, dataDir: config.dataDir, listen });
+    } catch (error) {
+      if (!(pbx !== undefined && error instanceof Deno.errors.AddrInUse)) throw error;
+      // The demo must just work: another program has the port, take any free one.
+      log.warning("{listen} is in use; the demo serves SQL on a free port instead", { listen });
+      const host = listen.slice(0, listen.lastIndexOf(":"));
+      store = await openStore({ url: databaseUrl, dataDir: config.dataDir, listen: `${host}:0` });
+    }
   } catch (error) {
-    log.fatal("cannot open the store: {message}", { message: (error as Error).message });
+    const message = error instanceof Deno.errors.AddrInUse
+      ? `${(error as Error).message} (another program listens there: set database.embedded.listen)`
+      : (error as Error).message;
+    log.fatal("cannot open the store: {message}", { message });
+    if (error instanceof EmbeddedStoreBusyError) {
+      log.fatal("stop that process first, or give this one another dataDir");
+    }
     await pbx?.close();
     await shutdownLogging();
     return 1;
   }
-  log.info("store: {store}", { store: store.description });
+  log.info("store ready in {seconds} s: {store}", {
+    seconds: ((performance.now() - opening) / 1000).toFixed(1),
+    store: store.description,
+  });
+  if (store.sqlUrl !== undefined) {
+    log.info("SQL clients (psql, deno task query, Grafana) connect to {url}", {
+      url: store.sqlUrl,
+    });
+  }
 
   const metrics = new DaemonMetrics();
   const ingest = await Ingest.open({
@@ -213,9 +246,13 @@ export async function main(args: string[]): Promise<number> {
       }),
   });
   const retention = config.retention && startRetention(store.db, config.retention);
-  const announcer = pbx === undefined
-    ? undefined
-    : announceDemo(pbx, store, queryArguments(store, config, options.config));
+  const demoReport = pbx === undefined || demo === undefined ? undefined : demo.startDemoReport({
+    pbx,
+    store,
+    config,
+    configFile: options.config,
+    httpAddress: `${http.hostname}:${http.port}`,
+  });
 
   const stopped = Promise.withResolvers<number>();
   handleShutdownSignals(async () => {
@@ -227,7 +264,7 @@ export async function main(args: string[]): Promise<number> {
         ms: Math.round(performance.now() - started),
       });
     };
-    clearInterval(announcer);
+    await demoReport?.stop();
     partitions.stop();
     await step("schedules stopped", () => scheduler.stop());
     // A day being archived is finished or, past the bound, rolled back when the store
@@ -257,80 +294,6 @@ export async function main(args: string[]): Promise<number> {
   const code = await stopped.promise;
   await shutdownLogging();
   return code;
-}
-
-/** In demo mode, every 20 s ({@linkcode demoIntervalMs}): what has been recorded and how to look at it. */
-function announceDemo(
-  pbx: SimulatedPbx,
-  store: Store,
-  where: string,
-): ReturnType<typeof setInterval> {
-  const log = getLogger(["dami", "demo"]);
-  log.info(
-    "demo: simulated PBX on {host}:{port}; a call starts every few seconds (answered, busy, no answer, queue)",
-    { host: pbx.hostname, port: pbx.port },
-  );
-  const names = ["calls-per-day", "missed-calls", "queue-summary", "longest-calls"];
-  const hint = `${store.kind === "pglite" ? "stop the demo (Ctrl-C), then: " : ""}${
-    names.map((name) => `deno task query ${name}${where}`).join(" | ")
-  } (deno task query --list for all)`;
-  return setInterval(async () => {
-    let recorded = "";
-    let latest: string[] = [];
-    try {
-      const [row] = await selectRows<{ events: number; calls: number }>(
-        store.db,
-        sql`select (select count(*) from ami_events)::int as events,
-                   (select count(*) from calls)::int as calls`,
-      );
-      recorded = ` ${row.events} events and ${row.calls} calls recorded;`;
-      const calls = await selectRows<{
-        started: string;
-        src: string | null;
-        dst: string | null;
-        disposition: string | null;
-        billsec: number | null;
-        queue: string | null;
-      }>(
-        store.db,
-        sql`select to_char(started_at, 'HH24:MI:SS') as started, src, dst, disposition,
-                   billsec_s::int as billsec, queue
-              from calls where complete order by started_at desc limit 5`,
-      );
-      latest = calls.map((c) =>
-        `${c.started} ${c.src ?? "?"} -> ${c.dst ?? "?"} ${c.disposition ?? "?"}${
-          c.disposition === "ANSWERED" ? ` ${c.billsec ?? 0} s` : ""
-        }${c.queue ? ` (queue ${c.queue})` : ""}`
-      );
-    } catch {
-      // The counts are a courtesy; the hint still helps.
-    }
-    log.info("demo: {started} calls simulated,{recorded} query them: {hint}", {
-      started: pbx.callsStarted,
-      recorded,
-      hint,
-    });
-    for (const call of latest.reverse()) log.info("demo: call {call}", { call });
-  }, demoIntervalMs());
-}
-
-/**
- * How often the demo reports: 20 s, or `DAMI_DEMO_INTERVAL_MS` (the tests, which wait
- * for a report with calls in it, set it short).
- */
-function demoIntervalMs(): number {
-  const ms = Number(Deno.env.get("DAMI_DEMO_INTERVAL_MS"));
-  return Number.isInteger(ms) && ms > 0 ? ms : 20_000;
-}
-
-/** The arguments that point `deno task query` at the store the daemon uses. */
-function queryArguments(store: Store, config: DamiConfig, configFile: string | undefined): string {
-  if (store.kind === "pglite") {
-    const dir = relative(Deno.cwd(), config.dataDir) || ".";
-    return ` --data-dir ${dir.includes(" ") ? JSON.stringify(dir) : dir}`;
-  }
-  if (configFile !== undefined && config.database.url) return ` --config ${configFile}`;
-  return ""; // DATABASE_URL, which the query CLI reads too.
 }
 
 /**

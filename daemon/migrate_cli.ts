@@ -45,8 +45,15 @@ export async function main(args: string[]): Promise<number> {
   const dataDir = values["data-dir"] ?? "./data";
   const target = url ? redactDatabaseUrl(url) : `embedded store in ${dataDir}/pglite`;
   try {
-    const count = await applyMigrations({ url: url || undefined, dataDir });
-    console.log(`${target}: up to date (${count} migrations applied)`);
+    const { before, after } = await applyMigrations({ url: url || undefined, dataDir });
+    const applied = after - before;
+    console.log(
+      applied === 0
+        ? `${target}: already up to date (${after} migrations applied); nothing to do`
+        : `${target}: applied ${applied} migration${
+          applied === 1 ? "" : "s"
+        }; up to date (${after} migrations applied)`,
+    );
     return 0;
   } catch (error) {
     console.error((error as Error).message);

@@ -4,9 +4,10 @@
  * projects `ami_events` again from the first event. The result equals what the daemon's
  * continuous projector builds; use it after changing projection rules or to repair.
  *
- * Safe while the daemon runs on PostgreSQL (batches take an advisory lock; the daemon's
- * projector just helps). The embedded store opens in one process at a time: stop the
- * daemon first.
+ * Safe while the daemon runs (batches take an advisory lock; the daemon's projector just
+ * helps). On the embedded store it goes through the running daemon's SQL address, each
+ * batch one transaction that the daemon's writes wait for. A progress line (events done
+ * of total, rate) is shown on a terminal.
  *
  * @example
  * ```sh
@@ -17,6 +18,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { count } from "drizzle-orm";
+import { amiEvents } from "../schema/mod.ts";
 import { errorText, type Store } from "./store.ts";
 import { rebuildProjections } from "./projections/projector.ts";
 import { DATABASE_HELP, DATABASE_OPTIONS, openCliStore } from "./cli_store.ts";
@@ -65,14 +68,35 @@ export async function main(argv: readonly string[]): Promise<number> {
   let store: Store | undefined;
   try {
     store = await openCliStore(values);
-    console.error(`rebuilding projections in ${store.description} ...`);
+    const [{ total }] = await store.db.select({ total: count() }).from(amiEvents);
+    console.error(
+      `rebuilding projections in ${store.description}: ${total.toLocaleString("en")} events ...`,
+    );
     const started = performance.now();
-    const progress = await rebuildProjections(store, batchSize === undefined ? {} : { batchSize });
+    const rate = (events: number) =>
+      Math.round(events / Math.max((performance.now() - started) / 1000, 0.001));
+    // On a terminal, one line rewritten after each batch; in a log file, start and end only.
+    const terminal = Deno.stderr.isTerminal();
+    const encoder = new TextEncoder();
+    const progress = await rebuildProjections(store, {
+      ...(batchSize === undefined ? {} : { batchSize }),
+      onProgress: terminal
+        ? (p) =>
+          Deno.stderr.writeSync(encoder.encode(
+            `\r\x1b[K${p.events.toLocaleString("en")} of ${total.toLocaleString("en")} events (${
+              Math.floor(100 * p.events / Math.max(total, 1))
+            }%), ${rate(p.events).toLocaleString("en")} events/s`,
+          ))
+        : undefined,
+    });
+    if (terminal) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
     const seconds = (performance.now() - started) / 1000;
     console.error(
-      `done: ${progress.events} events in ${progress.batches} batches, ${seconds.toFixed(1)} s (${
-        Math.round(progress.events / Math.max(seconds, 0.001))
-      } events/s); checkpoint ${progress.lastEventId}${
+      `done: ${progress.events.toLocaleString("en")} events in ${progress.batches} ${
+        progress.batches === 1 ? "transaction" : "transactions"
+      } of up to ${(batchSize ?? 50_000).toLocaleString("en")}, ${seconds.toFixed(1)} s (${
+        rate(progress.events).toLocaleString("en")
+      } events/s); projected up to event id ${progress.lastEventId}${
         progress.isolated === 0
           ? ""
           : `; ${progress.isolated} events could not be projected (see projection_errors)`

@@ -15,17 +15,12 @@
  *
  * @module
  */
-import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import postgres from "postgres";
-import { PGlite } from "@electric-sql/pglite";
-import { sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
-import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
-import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import * as schema from "../schema/mod.ts";
 import {
   copyIn,
@@ -33,6 +28,7 @@ import {
   noDelaySocket,
   reconnectBackoff,
 } from "./postgres_js.ts";
+import { runningEmbedded, startEmbedded } from "./embedded/embedded.ts";
 
 /** The Drizzle database, the same type for both drivers. */
 export type StoreDatabase = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -64,6 +60,17 @@ export interface StoreOptions {
    * @default {true}
    */
   migrate?: boolean;
+  /**
+   * Embedded store only: `host:port` to serve it on over the PostgreSQL protocol while
+   * it is open (port 0: any free port).
+   * @default {"127.0.0.1:0"}
+   */
+  listen?: string;
+  /**
+   * Embedded store only: create it when missing. False: a missing store is an error.
+   * @default {true}
+   */
+  create?: boolean;
 }
 
 /** Raw access inside one write transaction (see {@linkcode Store.writeTransaction}). */
@@ -85,6 +92,8 @@ export interface Store {
   readonly db: StoreDatabase;
   /** For logs: the URL without its password, or `pglite:<dir>`. */
   readonly description: string;
+  /** Embedded store: where it is served, `postgres://postgres@127.0.0.1:5433/postgres`. */
+  readonly sqlUrl?: string;
   /**
    * Runs `fn` in one transaction on the connection reserved for the ingest writer
    * (separate from the Drizzle pool, whose type parsers Drizzle replaces).
@@ -247,74 +256,78 @@ async function migratePostgresOnce(
   }
 }
 
+/**
+ * The embedded store: PGlite in a worker, served on a local address (see
+ * `embedded/embedded.ts`), and reached like PostgreSQL through that address.
+ */
 async function openPglite(options: StoreOptions): Promise<Store> {
   const dir = join(options.dataDir, "pglite");
-  await mkdir(dir, { recursive: true });
-  const client = new PGlite(dir);
-  await client.waitReady;
-  const db = drizzlePglite({ client, schema });
-  if (options.migrate ?? true) {
-    try {
-      await migratePglite(db, { migrationsFolder: MIGRATIONS_FOLDER });
-    } catch (error) {
-      await client.close();
-      throw new Error(`cannot migrate pglite:${dir}: ${errorText(error)}`, { cause: error });
-    }
+  const embedded = await startEmbedded({
+    dataDir: options.dataDir,
+    listen: options.listen,
+    create: options.create,
+  });
+  let store: Store;
+  try {
+    store = await openPostgres(embedded.url, options);
+  } catch (error) {
+    await embedded.close();
+    const cause = (error as Error).cause ?? error;
+    throw new Error(`cannot migrate pglite:${dir}: ${errorText(cause)}`, { cause: error });
   }
   return {
+    ...store,
     kind: "pglite",
-    db: db as unknown as StoreDatabase,
     description: `pglite:${dir}`,
-    writeTransaction<T>(fn: (tx: StoreTransaction) => Promise<T>): Promise<T> {
-      return client.transaction((tx) =>
-        fn({
-          async query(text, params) {
-            await tx.query(text, params as unknown[] | undefined);
-          },
-          async copyFrom(target, data) {
-            await tx.query(`COPY ${target} FROM '/dev/blob'`, [], { blob: new Blob([data]) });
-          },
-        })
-      );
-    },
-    async ping() {
-      await client.query("SELECT 1");
-    },
+    sqlUrl: embedded.url,
     async close() {
-      if (!client.closed) await client.close();
+      await store.close();
+      await embedded.close();
     },
   };
 }
 
+/** What {@linkcode applyMigrations} did. */
+export interface MigrationReport {
+  /** Migrations recorded in the database before. */
+  before: number;
+  /** Migrations recorded after: all of `migrations/`. */
+  after: number;
+}
+
 /**
  * Applies the migrations and closes: for `deno task migrate`. Unlike
- * {@linkcode openStore}, an unreachable database is an error. Resolves with the number
- * of migrations recorded in the database afterwards.
+ * {@linkcode openStore}, an unreachable database is an error. An embedded store that a
+ * running daemon holds is migrated through its SQL address.
  */
-export async function applyMigrations(options: StoreOptions): Promise<number> {
-  if (options.url) {
-    const description = redactDatabaseUrl(options.url);
-    const clientOptions = {
-      connect_timeout: options.connectTimeoutSeconds ?? 5,
-      onnotice: () => {},
-    };
+export async function applyMigrations(options: StoreOptions): Promise<MigrationReport> {
+  const clientOptions = { connect_timeout: options.connectTimeoutSeconds ?? 5, onnotice: () => {} };
+  const url = options.url ?? await runningEmbedded(options.dataDir);
+  // Without a server, the embedded store is opened here and migrated through its address.
+  const store = url === undefined ? await openStore({ ...options, migrate: false }) : undefined;
+  const target = url ?? store!.sqlUrl!;
+  const description = url === undefined ? store!.description : redactDatabaseUrl(url);
+  const count = async () => {
+    const client = postgres(target, { ...clientOptions, max: 1 });
     try {
-      await migratePostgresOnce(options.url, clientOptions);
+      const [row] = await client<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM drizzle.__drizzle_migrations`;
+      return row.n;
     } catch (error) {
-      throw new Error(`cannot migrate ${description}: ${errorText(error)}`, { cause: error });
+      if ((error as { code?: string }).code === "42P01") return 0; // no migration yet
+      throw error;
+    } finally {
+      await client.end({ timeout: 1 });
     }
-  }
-  const store = await openStore({ ...options, migrate: !options.url });
+  };
   try {
-    const result = await store.db.execute(
-      sql`SELECT count(*)::int AS n FROM drizzle.__drizzle_migrations`,
-    );
-    const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as {
-      n: number;
-    }[];
-    return rows[0].n;
+    const before = await count();
+    await migratePostgresOnce(target, clientOptions);
+    return { before, after: await count() };
+  } catch (error) {
+    throw new Error(`cannot migrate ${description}: ${errorText(error)}`, { cause: error });
   } finally {
-    await store.close();
+    await store?.close();
   }
 }
 

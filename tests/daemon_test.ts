@@ -244,3 +244,47 @@ Deno.test("the demo records simulated calls and says how to query them", async (
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** The ```sql blocks of the README, in order. */
+async function readmeSqlBlocks(): Promise<string[]> {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  return [...readme.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1]);
+}
+
+Deno.test("while the demo runs on the embedded store, every SQL block of the README runs through its SQL address", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dami-demo-embedded-" });
+  try {
+    const daemon = new DaemonProcess(["--demo"], { DATABASE_URL: "" }, dir);
+    const announced = await daemon.waitForLog(/^SQL clients .*connect to postgres:/, 120_000);
+    const url = /postgres:\/\/\S+/.exec(announced)![0];
+    await daemon.waitForLog(/^call .*->/, 60_000); // a finished call is in the store
+    // The commands to paste come one per line, and the PBX's login is shown to try it.
+    await daemon.waitForLog(/^ {2}psql postgres:\/\/\S+$/);
+    await daemon.waitForLog(/^ {2}deno task query missed-calls$/);
+    await daemon.waitForLog(/AMI\) on 127\.0\.0\.1:\d+, username admin, secret mysecret/);
+    const blocks = await readmeSqlBlocks();
+    assert.ok(blocks.length >= 1);
+    const sql = postgres(url, { max: 1, onnotice: () => {} });
+    try {
+      for (const block of blocks) await sql.unsafe(block); // simple protocol: many statements
+      const [{ calls }] = await sql`select count(*)::int as calls from calls`;
+      assert.ok(calls >= 1, `${calls} calls`);
+    } finally {
+      await sql.end();
+    }
+    // psql, as a user would paste the blocks, stopping at the first error.
+    for (const block of blocks) {
+      const psql = await new Deno.Command("psql", {
+        args: [url, "-v", "ON_ERROR_STOP=1", "-X", "-q", "-c", block],
+        stdin: "null",
+      }).output();
+      assert.ok(psql.success, new TextDecoder().decode(psql.stderr));
+    }
+    daemon.kill("SIGINT");
+    const { code } = await daemon.finished();
+    assert.equal(code, 0);
+    await assert.rejects(Deno.stat(`${dir}/data/sql.addr`), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -55,6 +55,7 @@ import {
   rechunk,
   seededRandom,
 } from "./fixtures.ts";
+import { type AmiFields, amiTimestamp, formatAmiMessage } from "../demo/ami_wire.ts";
 
 /** How the server answers `Ping`: normally, not at all (half-open peer), or by closing. */
 export type PingMode = "pong" | "silent" | "close";
@@ -166,9 +167,8 @@ export interface FakeAction {
 }
 
 /** Headers of a message to send: an object (arrays repeat the key) or ordered pairs. */
-export type AmiFields =
-  | Record<string, string | number | Array<string | number>>
-  | ReadonlyArray<readonly [string, string]>;
+export type { AmiFields };
+export { formatAmiMessage };
 
 /**
  * Answers one action. Return the text to send (sent in order with the answers to the
@@ -218,21 +218,6 @@ export interface FakeAmi {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** Formats headers as one AMI message (CRLF lines, blank line at the end). */
-export function formatAmiMessage(fields: AmiFields): string {
-  let text = "";
-  const pairs = Array.isArray(fields) ? fields as ReadonlyArray<readonly [string, string]> : null;
-  if (pairs !== null) {
-    for (const [k, v] of pairs) text += `${k}: ${v}\r\n`;
-  } else {
-    for (const [k, v] of Object.entries(fields)) {
-      if (Array.isArray(v)) { for (const item of v) text += `${k}: ${item}\r\n`; }
-      else text += `${k}: ${v}\r\n`;
-    }
-  }
-  return text + "\r\n";
-}
 
 function pairsOf(fields: AmiFields | undefined): Array<readonly [string, string]> {
   if (fields === undefined) return [];
@@ -323,11 +308,6 @@ class ActionReader {
 
 function delay(ms: number): Promise<void> {
   return ms <= 0 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function amiTimestamp(): string {
-  const now = Date.now();
-  return `${Math.floor(now / 1000)}.${String((now % 1000) * 1000).padStart(6, "0")}`;
 }
 
 /** Actions whose answers are built in code rather than taken from a recording. */

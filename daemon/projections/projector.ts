@@ -93,6 +93,8 @@ export interface ProjectionOptions {
   onBatch?: (batch: { events: number; calls: number; lastEventId: bigint }) => void;
   /** Told of each event set aside in `projection_errors`. */
   onIsolated?: (isolated: IsolatedEvent) => void;
+  /** Told after each batch with the run's progress so far (e.g. a progress line). */
+  onProgress?: (progress: ProjectionProgress) => void;
 }
 
 /** An event whose projection failed for good, as recorded in `projection_errors`. */
@@ -174,6 +176,7 @@ export async function runProjectionsOnce(
       progress.events += batch.events;
       progress.calls += batch.calls;
       options.onBatch?.(batch);
+      options.onProgress?.({ ...progress });
     }
     if (batch.caughtUp || options.signal?.aborted) return progress;
   }

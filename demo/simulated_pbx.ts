@@ -1,17 +1,19 @@
 /**
- * A simulated PBX for `deno task demo`: an AMI server on 127.0.0.1 inside the daemon's
- * process that behaves like Asterisk 20 towards DAMI (banner, plain and MD5 login,
+ * A simulated PBX for `deno task demo`, the tests and the benchmarks: an AMI server on
+ * 127.0.0.1 that behaves like Asterisk 20 towards an AMI client (banner, plain and MD5 login,
  * Ping, Filter, Events, Logoff, CoreShowChannels, PJSIPShowEndpoints, QueueStatus) and
  * produces call traffic with the event sequences real Asterisk writes (modelled on
  * `tests/fixtures/sip-calls.jsonl` and `queue-call.jsonl`): answered, busy, no-answer,
- * cancelled and queue calls (answered or abandoned), plus a flapping endpoint.
+ * cancelled and queue calls (answered or abandoned), plus a flapping endpoint. Traffic
+ * starts when the first client logs in, with a short answered call, so that a new user
+ * sees a whole call within seconds.
  *
  * It is a demonstration, not a test double: `tests/fake_ami_server.ts` is the one with
  * fault injection.
  *
  * @example
  * ```ts ignore
- * import { SimulatedPbx } from "./demo.ts";
+ * import { SimulatedPbx } from "./simulated_pbx.ts";
  * const pbx = await SimulatedPbx.start();
  * console.log(`AMI on ${pbx.hostname}:${pbx.port}, user ${pbx.username}`);
  * await pbx.close();
@@ -22,7 +24,7 @@
 import { createHash } from "node:crypto";
 import { AmiParser } from "../dami/parser.ts";
 import { type AmiMessage, headerValue } from "../dami/message.ts";
-import { type DamiConfig, parseConfig } from "./config.ts";
+import { amiTimestamp, formatAmiMessage as format } from "./ami_wire.ts";
 
 type Headers = Array<readonly [string, string]>;
 
@@ -31,6 +33,9 @@ export interface SimulatedPbxOptions {
   /** Port to listen on; 0 picks a free one.
    * @default {0} */
   port?: number;
+  /** Whether the port may be another, free one when `port` is taken.
+   * @default {false} */
+  anyPortIfTaken?: boolean;
   /** The AMI user.
    * @default {"dami"} */
   username?: string;
@@ -120,6 +125,7 @@ export class SimulatedPbx {
   #callsEnded = 0;
   #unreachable = new Set<string>(["6006"]);
   #queueWaiting: string[] = [];
+  #trafficStarted = false;
 
   private constructor(listener: Deno.Listener, options: SimulatedPbxOptions) {
     this.#listener = listener;
@@ -132,12 +138,29 @@ export class SimulatedPbx {
 
   /** Starts listening and producing traffic. */
   static start(options: SimulatedPbxOptions = {}): Promise<SimulatedPbx> {
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: options.port ?? 0 });
+    let listener: Deno.Listener;
+    try {
+      listener = Deno.listen({ hostname: "127.0.0.1", port: options.port ?? 0 });
+    } catch (error) {
+      if (!(options.anyPortIfTaken && error instanceof Deno.errors.AddrInUse)) throw error;
+      listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    }
     const pbx = new SimulatedPbx(listener, options);
     pbx.#accept();
-    pbx.#scheduleNextCall(500);
-    pbx.#later(45_000, () => pbx.#flapEndpoint());
     return Promise.resolve(pbx);
+  }
+
+  /** The first login starts the traffic: the first call at once, a short answered one. */
+  #startTraffic(): void {
+    if (this.#trafficStarted) return;
+    this.#trafficStarted = true;
+    this.#later(300, () => {
+      this.#callsStarted++;
+      this.#dialCall("ANSWER", { ringMs: 500, talkMs: 1500 }).catch(() => {})
+        .finally(() => this.#callsEnded++);
+      this.#scheduleNextCall(this.#between(this.#callEveryMs / 2, this.#callEveryMs));
+    });
+    this.#later(45_000, () => this.#flapEndpoint());
   }
 
   /** Calls started so far. */
@@ -368,6 +391,7 @@ export class SimulatedPbx {
       return;
     }
     session.loggedIn = true;
+    this.#startTraffic();
     session.mask = headerValue(action, "Events") ?? "on";
     respond("Success", [["Message", "Authentication accepted"]]);
     this.#write(
@@ -636,7 +660,10 @@ export class SimulatedPbx {
     return candidates.length > 0 ? this.#pick(candidates) : EXTENSIONS[0][0];
   }
 
-  async #dialCall(outcome: "ANSWER" | "BUSY" | "NOANSWER" | "CANCEL"): Promise<void> {
+  async #dialCall(
+    outcome: "ANSWER" | "BUSY" | "NOANSWER" | "CANCEL",
+    durations: { ringMs?: number; talkMs?: number } = {},
+  ): Promise<void> {
     const { channel: a, target } = this.#caller();
     this.#setState(a, 4);
     this.#exten(a, "NoOp", `call to ${target}`);
@@ -678,7 +705,7 @@ export class SimulatedPbx {
       else this.#hangup(a, 16, "Normal Clearing");
       return;
     }
-    await this.#wait(this.#between(1500, 6000));
+    await this.#wait(durations.ringMs ?? this.#between(1500, 6000));
     b.cidNum = target;
     b.cidName = name;
     this.#setState(b, 6);
@@ -687,7 +714,7 @@ export class SimulatedPbx {
     const answeredAt = Date.now();
     const bridge = this.#bridge(a, b);
     this.#device(target);
-    await this.#wait(this.#between(4000, 30000));
+    await this.#wait(durations.talkMs ?? this.#between(4000, 30000));
     const callerHangsUp = this.#random() < 0.5;
     this.#emit("HangupRequest", "call,all", [
       ...channelHeaders(callerHangsUp ? a : b),
@@ -826,43 +853,6 @@ export class SimulatedPbx {
   }
 }
 
-/**
- * The daemon config for the demo: one server, the simulated PBX, with the actions a
- * real deployment would run (channels at connect, endpoint and queue polls). Database,
- * dataDir, http and logging come from `base` when given (a config file), else the
- * defaults: the embedded store in ./data (or DATABASE_URL), HTTP on 127.0.0.1:9464.
- */
-export function demoConfig(pbx: SimulatedPbx, base?: DamiConfig): DamiConfig {
-  const demo = parseConfig(
-    JSON.stringify({
-      servers: [{
-        name: "demo",
-        host: pbx.hostname,
-        port: pbx.port,
-        username: pbx.username,
-        secret: pbx.secret,
-        auth: "md5",
-        keepalive: { schedule: "*/10 * * * * *", timeoutMs: 3000, maxMissed: 2 },
-        reconnect: { initialMs: 200, maxMs: 5000 },
-      }],
-      actions: [
-        { name: "channels", action: "CoreShowChannels", onConnect: true },
-        {
-          name: "endpoints",
-          action: "PJSIPShowEndpoints",
-          schedule: "*/30 * * * * *",
-          onConnect: true,
-        },
-        { name: "queues", action: "QueueStatus", schedule: "15 * * * * *" },
-      ],
-    }),
-    `${Deno.cwd()}/dami.demo.jsonc`,
-    { env: {} },
-  );
-  if (base === undefined) return demo;
-  return { ...base, servers: demo.servers, actions: demo.actions };
-}
-
 function channelHeaders(c: Channel): Headers {
   return [
     ["Channel", c.name],
@@ -886,23 +876,12 @@ function calleeExt(c: Channel): string {
   return c.name.slice("PJSIP/".length, c.name.lastIndexOf("-"));
 }
 
-function format(headers: Headers): string {
-  let text = "";
-  for (const [k, v] of headers) text += `${k}: ${v}\r\n`;
-  return text + "\r\n";
-}
-
 function passesMask(mask: string, classes: string[]): boolean {
   const m = mask.toLowerCase();
   if (m === "off") return false;
   if (m === "on" || /^\d+$/.test(m)) return true;
   const allowed = m.split(",");
   return classes.some((c) => allowed.includes(c));
-}
-
-function amiTimestamp(): string {
-  const now = Date.now();
-  return `${Math.floor(now / 1000)}.${String((now % 1000) * 1000).padStart(6, "0")}`;
 }
 
 function cdrTime(ms: number): string {
