@@ -25,14 +25,8 @@
  */
 import { getTableName, sql as sqlExpression } from "drizzle-orm";
 import { actionRuns, amiEvents, amiEventsRejected, amiSessions } from "../schema/mod.ts";
-import {
-  encodeRecord,
-  escapeNul,
-  EVENT_COLUMNS,
-  eventRowValues,
-  recordServer,
-} from "./ingest_record.ts";
-import type { EventRecord, IngestRecord } from "./ingest_record.ts";
+import { encodeRecord, escapeNul, eventRowValues, recordServer } from "./ingest_record.ts";
+import type { EventLineFormat, EventRecord, IngestRecord } from "./ingest_record.ts";
 import { errorText, isTransientError, type Store, type StoreTransaction } from "./store.ts";
 import { createEventPartitions, isMissingPartition } from "./event_partitions.ts";
 
@@ -55,7 +49,6 @@ export interface WriteResult {
 }
 
 const EVENTS = getTableName(amiEvents);
-const COLUMNS = EVENT_COLUMNS.join(", ");
 const STAGING = "ami_events_staging";
 const EVENT_KEY =
   `${amiEvents.sessionId.name}, ${amiEvents.seq.name}, ${amiEvents.receivedAt.name}`;
@@ -123,10 +116,19 @@ export class BatchWriter {
         if (record.type === "event") events.push(record);
         else await tx.query(...this.#upsert(record));
       }
-      if (events.length === 0) return;
-      if (this.#strategy === "insert") await insertEvents(tx, events);
-      else if (mayConflict) await copyEventsIdempotently(tx, events);
-      else await tx.copyFrom(`${EVENTS} (${COLUMNS})`, events.map((e) => e.row).join("\n") + "\n");
+      // Events replayed from an older spool have fewer columns: one statement per run
+      // of events of the same line format, in order.
+      for (let from = 0; from < events.length;) {
+        const format = events[from].format;
+        let to = from + 1;
+        while (to < events.length && events[to].format === format) to++;
+        const run = from === 0 && to === events.length ? events : events.slice(from, to);
+        const columns = format.columns.join(", ");
+        if (this.#strategy === "insert") await insertEvents(tx, run, format);
+        else if (mayConflict) await copyEventsIdempotently(tx, run, columns);
+        else await tx.copyFrom(`${EVENTS} (${columns})`, run.map((e) => e.row).join("\n") + "\n");
+        from = to;
+      }
     });
   }
 
@@ -197,7 +199,7 @@ export class BatchWriter {
   }
 
   async #reject(record: IngestRecord, error: unknown): Promise<WriteResult> {
-    const values = record.type === "event" ? eventRowValues(record.row) : undefined;
+    const values = record.type === "event" ? eventRowValues(record) : undefined;
     const seq = Number(values?.seq);
     const row = {
       kind: record.type,
@@ -248,34 +250,44 @@ function isEventKeyConflict(error: unknown): boolean {
     );
 }
 
-async function copyEventsIdempotently(tx: StoreTransaction, events: EventRecord[]): Promise<void> {
+async function copyEventsIdempotently(
+  tx: StoreTransaction,
+  events: EventRecord[],
+  columns: string,
+): Promise<void> {
   // Temporary: private to this connection; no constraints, so every row gets to the INSERT.
+  // All columns of the table, so that events of any line format fit.
   await tx.query(
     `CREATE TEMP TABLE IF NOT EXISTS ${STAGING} ON COMMIT DELETE ROWS AS
-     SELECT 0 AS ord, ${COLUMNS} FROM ${EVENTS} WITH NO DATA`,
+     SELECT 0 AS ord, * FROM ${EVENTS} WITH NO DATA`,
   );
   await tx.copyFrom(
-    `${STAGING} (ord, ${COLUMNS})`,
+    `${STAGING} (ord, ${columns})`,
     events.map((e, i) => `${i}\t${e.row}`).join("\n") + "\n",
   );
   await tx.query(
-    `INSERT INTO ${EVENTS} (${COLUMNS})
-     SELECT ${COLUMNS} FROM ${STAGING} ORDER BY ord
+    `INSERT INTO ${EVENTS} (${columns})
+     SELECT ${columns} FROM ${STAGING} ORDER BY ord
      ON CONFLICT (${EVENT_KEY}) DO NOTHING`,
   );
 }
 
-async function insertEvents(tx: StoreTransaction, events: EventRecord[]): Promise<void> {
-  const width = EVENT_COLUMNS.length;
+async function insertEvents(
+  tx: StoreTransaction,
+  events: EventRecord[],
+  format: EventLineFormat,
+): Promise<void> {
+  const width = format.columns.length;
+  const columns = format.columns.join(", ");
   for (let from = 0; from < events.length; from += INSERT_ROWS) {
     const rows = events.slice(from, from + INSERT_ROWS);
     const params: unknown[] = [];
     const tuples = rows.map((r, i) => {
-      params.push(...Object.values(eventRowValues(r.row)));
+      params.push(...Object.values(eventRowValues(r)));
       return `(${Array.from({ length: width }, (_, j) => `$${i * width + j + 1}`).join(",")})`;
     });
     await tx.query(
-      `INSERT INTO ${EVENTS} (${COLUMNS}) VALUES ${tuples.join(",")}
+      `INSERT INTO ${EVENTS} (${columns}) VALUES ${tuples.join(",")}
        ON CONFLICT (${EVENT_KEY}) DO NOTHING`,
       params,
     );

@@ -1,12 +1,31 @@
 /**
  * What flows through the ingest pipeline: events, session starts and ends, action
- * runs, each already in the form the database stores, and its one-line JSON form for
- * the spool.
+ * runs, each already in the form the database stores, and its one-line form for the
+ * spool.
+ *
+ * ## Spool line format
+ *
+ * Every line says its own format, so that a spool written by an older daemon replays
+ * correctly after an upgrade:
+ *
+ * - An event is `<tag><TAB><COPY row>`. The tag names a frozen list of `ami_events`
+ *   columns ({@linkcode EVENT_LINE_FORMATS}); the row holds their values in that
+ *   order, in PostgreSQL COPY text format. Events are written with the newest format
+ *   ({@linkcode CURRENT_EVENT_FORMAT}) and replayed with the column list of their own
+ *   tag, so a column added since leaves old rows to its default instead of shifting
+ *   them. Adding a column to `ami_events` therefore means adding a format (`e2`, ...)
+ *   and never changing an existing one; `tests/spool_test.ts` pins the bytes.
+ * - A session start or end, or an action run, is a JSON object `{"t": type, ...}`,
+ *   its fields by name (dates as epoch milliseconds): a field added later is simply
+ *   absent from older lines.
+ *
+ * A line of a format this version does not know (written by a newer daemon) is not
+ * guessed at: it is skipped and counted like a damaged line.
  *
  * @module
  */
 import { type AmiMessage, headersToFields } from "../dami/message.ts";
-import { type actionRuns, amiEvents } from "../schema/mod.ts";
+import type { actionRuns } from "../schema/mod.ts";
 
 /** A session (TCP connection) began: becomes an `ami_sessions` row. */
 export interface SessionStart {
@@ -34,6 +53,39 @@ export interface SessionEnd {
 /** One `action_runs` row; recording the same `id` again updates the row. */
 export type ActionRun = typeof actionRuns.$inferInsert & { status: ActionRunStatus };
 
+/** A version of the event line: its tag and the `ami_events` columns of its row, in order. */
+export interface EventLineFormat {
+  readonly tag: string;
+  readonly columns: readonly string[];
+}
+
+/**
+ * Every event line format ever written, by tag. Frozen: a format is never changed
+ * once released, only a new one added (and made {@linkcode CURRENT_EVENT_FORMAT}).
+ */
+export const EVENT_LINE_FORMATS: Readonly<Record<string, EventLineFormat>> = Object.freeze({
+  e1: Object.freeze({
+    tag: "e1",
+    columns: Object.freeze([
+      "server",
+      "session_id",
+      "seq",
+      "received_at",
+      "event",
+      "uniqueid",
+      "linkedid",
+      "channel",
+      "action_id",
+      "fields",
+      "raw_b64",
+      "escaped",
+    ]),
+  }),
+});
+
+/** The format new event lines are written in. */
+export const CURRENT_EVENT_FORMAT: EventLineFormat = EVENT_LINE_FORMATS.e1;
+
 /** Outcome of an action run. */
 export type ActionRunStatus = "ok" | "error" | "timeout" | "not_connected";
 
@@ -47,10 +99,12 @@ export interface EventRecord {
   /** Milliseconds since the epoch. */
   readonly receivedAt: number;
   /**
-   * The row in PostgreSQL COPY text format: the values of {@linkcode EVENT_COLUMNS},
+   * The row in PostgreSQL COPY text format: the values of `format.columns`,
    * tab-separated, escaped, `\N` for NULL, without the final newline.
    */
   readonly row: string;
+  /** The columns of `row` ({@linkcode CURRENT_EVENT_FORMAT} unless read from an older spool). */
+  readonly format: EventLineFormat;
 }
 
 /** A session start. */
@@ -82,22 +136,6 @@ const NUL_ESCAPED = "\\u0000";
 export function escapeNul(s: string): string {
   return s.includes(NUL) ? s.replaceAll(NUL, NUL_ESCAPED) : s;
 }
-
-/** The `ami_events` columns of {@linkcode EventRecord.row}, in order. */
-export const EVENT_COLUMNS: readonly string[] = [
-  amiEvents.server,
-  amiEvents.sessionId,
-  amiEvents.seq,
-  amiEvents.receivedAt,
-  amiEvents.event,
-  amiEvents.uniqueid,
-  amiEvents.linkedid,
-  amiEvents.channel,
-  amiEvents.actionId,
-  amiEvents.fields,
-  amiEvents.rawB64,
-  amiEvents.escaped,
-].map((c) => c.name);
 
 /**
  * The `ami_events` row of an event message: `Event`, `Uniqueid`/`UniqueID`, `Linkedid`,
@@ -136,7 +174,7 @@ export function eventRecord(server: string, sessionId: string, msg: AmiMessage):
   }\t${copyNullable(actionId)}\t${copyValue(fieldsJson(headers))}\t${
     msg.rawBytes ? base64(msg.rawBytes) : "\\N"
   }\t${escaped ? "t" : "f"}`;
-  return { type: "event", server, receivedAt: msg.receivedAt, row };
+  return { type: "event", server, receivedAt: msg.receivedAt, row, format: CURRENT_EVENT_FORMAT };
 }
 
 /**
@@ -167,15 +205,21 @@ function copyNullable(value: string | null): string {
 
 const COPY_UNESCAPES: Record<string, string> = { t: "\t", n: "\n", r: "\r", "\\": "\\" };
 
-/** The values of an {@linkcode EventRecord.row}, keyed by column name, NULL as null. */
-export function eventRowValues(row: string): Record<string, string | null> {
+/** The values of an event's row, keyed by column name, NULL as null. */
+export function eventRowValues(record: EventRecord): Record<string, string | null> {
   const values: Record<string, string | null> = {};
-  row.split("\t").forEach((text, i) => {
-    values[EVENT_COLUMNS[i] ?? `column${i + 1}`] = text === "\\N"
-      ? null
-      : text.replace(/\\(.)/g, (_, c: string) => COPY_UNESCAPES[c] ?? c);
+  record.row.split("\t").forEach((text, i) => {
+    values[record.format.columns[i] ?? `column${i + 1}`] = copyText(text);
   });
   return values;
+}
+
+/** The value of one COPY text field, NULL as null. */
+function copyText(text: string): string | null {
+  if (text === "\\N") return null;
+  return text.includes("\\")
+    ? text.replace(/\\(.)/g, (_, c: string) => COPY_UNESCAPES[c] ?? c)
+    : text;
 }
 
 /** Characters JSON must escape (and lone surrogates, which it writes as `\udxxx`). */
@@ -215,18 +259,15 @@ function base64(bytes: Uint8Array): string {
   return btoa(binary);
 }
 
-/** Tag of an event line in the spool; the number changes if the row's columns do. */
-const EVENT_LINE = "e1\t";
-
 /**
- * The record as one line for the spool: an event is `e1<TAB>` and its COPY row (see
- * {@linkcode EventRecord.row}); any other record is a JSON object `{"t": type, ...}`
- * with dates as epoch milliseconds.
+ * The record as one line for the spool (see the module's format description): an
+ * event is its format's tag, a tab and its COPY row; any other record is a JSON object
+ * `{"t": type, ...}` with dates as epoch milliseconds.
  */
 export function encodeRecord(record: IngestRecord): string {
   switch (record.type) {
     case "event":
-      return EVENT_LINE + record.row;
+      return `${record.format.tag}\t${record.row}`;
     case "session_start":
     case "session_end":
       return JSON.stringify({ t: record.type, ...record.session }, dateAsMs);
@@ -240,17 +281,28 @@ function dateAsMs(this: Record<string, unknown>, key: string, value: unknown): u
   return original instanceof Date ? original.getTime() : value;
 }
 
-/** Parses a line written by {@linkcode encodeRecord}; throws on anything else. */
+/**
+ * Parses a line written by {@linkcode encodeRecord}, in any format this version
+ * knows; throws on anything else (a damaged line, or one from a newer version).
+ */
 export function decodeRecord(line: string): IngestRecord {
-  if (line.startsWith(EVENT_LINE)) {
-    const row = line.slice(EVENT_LINE.length);
-    const [server, , , receivedAt] = row.split("\t", 4);
-    return {
-      type: "event",
-      server: server.includes("\\") ? eventRowValues(server).server! : server,
-      receivedAt: Date.parse(receivedAt),
-      row,
-    };
+  if (line[0] !== "{") {
+    const tab = line.indexOf("\t");
+    const tag = line.slice(0, Math.max(tab, 0));
+    const format = Object.hasOwn(EVENT_LINE_FORMATS, tag) ? EVENT_LINE_FORMATS[tag] : undefined;
+    if (format === undefined) {
+      throw new SyntaxError(`not an ingest record: unknown line format ${line.slice(0, 8)}`);
+    }
+    const row = line.slice(tab + 1);
+    const serverAt = format.columns.indexOf("server");
+    const receivedAt = format.columns.indexOf("received_at");
+    const parts = row.split("\t", Math.max(serverAt, receivedAt) + 1);
+    const server = copyText(parts[serverAt] ?? "\\N");
+    const received = copyText(parts[receivedAt] ?? "\\N");
+    if (server === null || received === null) {
+      throw new SyntaxError(`not an ingest record: an ${format.tag} line without server`);
+    }
+    return { type: "event", server, receivedAt: Date.parse(received), row, format };
   }
   const v = JSON.parse(line);
   if (v !== null && typeof v === "object") {

@@ -3,15 +3,17 @@
  * in segment files, `<dir>/<12-digit number>.spool`.
  *
  * Format: one record per line, `<crc32 as 8 hex digits> <payload>\n`, where the CRC-32
- * covers the payload's UTF-8 bytes and the payload is one line of JSON. A line without
- * its newline (a write torn by a crash) or whose checksum does not match is skipped
- * and counted, never misparsed: every record is framed by a newline the JSON cannot
- * contain, so reading resumes at the next one.
+ * covers the payload's UTF-8 bytes and the payload is any text without a newline (the
+ * ingest pipeline's payloads, each tagged with its own format version, are described
+ * in `ingest_record.ts`). A line without its newline (a write torn by a crash) or
+ * whose checksum does not match is skipped and counted, never misparsed: every record
+ * is framed by a newline its payload cannot contain, so reading resumes at the next one.
  *
  * Durability: {@linkcode Spool.append} only buffers; the buffer is written and
  * `fdatasync`ed every `fsyncIntervalMs` (and by {@linkcode Spool.flush}), so a crash
  * or SIGKILL loses at most the records appended during the last interval plus the
- * duration of one write and fsync.
+ * duration of one write and fsync. The buffer is bounded: once it holds
+ * `bufferBytes`, a write starts at once instead of waiting for the interval.
  *
  * A position is the end of a record: `{ segment, offset }`. The reader of the spool
  * (the ingest writer) reads from a position and, once records are in the database,
@@ -52,6 +54,12 @@ export interface SpoolOptions {
    * @default {100}
    */
   fsyncIntervalMs?: number;
+  /**
+   * Appended bytes that start a write and fsync at once rather than at the next
+   * interval, so that a burst does not pile up in memory.
+   * @default {4194304} (4 MiB)
+   */
+  bufferBytes?: number;
   /** Called when a write, fsync or delete fails (the data stays buffered and is retried). */
   onError?: (error: unknown) => void;
 }
@@ -102,6 +110,10 @@ export class Spool {
   readonly #capBytes: number;
   readonly #segmentBytes: number;
   readonly #fsyncIntervalMs: number;
+  readonly #bufferBytes: number;
+  /** Appended bytes not yet handed to a write. */
+  #buffered = 0;
+  #earlyFlush = false;
   readonly #onError: (error: unknown) => void;
   /** Live segments in order; the last one takes appends unless it is from a previous run. */
   #segments: Segment[] = [];
@@ -119,6 +131,7 @@ export class Spool {
     this.#capBytes = options.capBytes ?? 1024 ** 3;
     this.#segmentBytes = options.segmentBytes ?? 16 * 1024 ** 2;
     this.#fsyncIntervalMs = options.fsyncIntervalMs ?? 100;
+    this.#bufferBytes = options.bufferBytes ?? 4 * 1024 * 1024;
     this.#onError = options.onError ?? (() => {});
     this.#segments = existing;
     for (const s of existing) this.#bytes += s.size;
@@ -215,19 +228,26 @@ export class Spool {
     segment.pendingLength += length;
     segment.size += length;
     this.#bytes += length;
+    this.#buffered += length;
+    if (this.#buffered >= this.#bufferBytes && !this.#earlyFlush) {
+      this.#earlyFlush = true;
+      this.flush().catch(() => {}); // reported through onError; retried by the timer
+    }
     return { segment: segment.n, offset: segment.size };
   }
 
   /**
-   * Reads up to `maxRecords` records after `from`. Records still in the buffer are
-   * flushed first. An empty result means nothing was appended after `from`.
+   * Reads up to `maxRecords` records after `from`, and stops after the record that
+   * reaches `maxBytes` of lines. Records still in the buffer are flushed first. An
+   * empty result means nothing was appended after `from`.
    */
-  async read(from: SpoolPosition, maxRecords: number): Promise<SpoolRead> {
+  async read(from: SpoolPosition, maxRecords: number, maxBytes = Infinity): Promise<SpoolRead> {
     const payloads: string[] = [];
     let corrupt = 0;
     let position = from;
     let chunk = READ_CHUNK;
-    while (payloads.length < maxRecords && !this.#closed) {
+    let bytesRead = 0;
+    while (payloads.length < maxRecords && bytesRead < maxBytes && !this.#closed) {
       const segment = this.#segments.find((s) => s.n >= position.segment);
       if (!segment) break;
       if (segment.n > position.segment) position = { segment: segment.n, offset: 0 };
@@ -236,12 +256,13 @@ export class Spool {
         const bytes = await this.#readFile(segment.n, position.offset, length);
         let start = 0;
         for (;;) {
-          if (payloads.length >= maxRecords) break;
+          if (payloads.length >= maxRecords || bytesRead >= maxBytes) break;
           const newline = bytes.indexOf(LF, start);
           if (newline < 0) break;
           const payload = verifiedPayload(bytes, start, newline);
           if (payload === null) corrupt++;
           else payloads.push(payload);
+          bytesRead += newline + 1 - start;
           start = newline + 1;
         }
         if (start === 0 && payloads.length < maxRecords) {
@@ -342,6 +363,8 @@ export class Spool {
   }
 
   async #flushNow(): Promise<void> {
+    this.#buffered = 0;
+    this.#earlyFlush = false;
     let created = false;
     let toSync: Segment | undefined;
     for (const segment of [...this.#segments]) {

@@ -436,7 +436,7 @@ Deno.test("PostgreSQL: with the spool full, events are held, then the newest dro
       dataDir,
       spoolCapBytes: 64 * 1024,
       spoolSegmentBytes: 8 * 1024,
-      queueLimit: 100,
+      queueBytes: 64 * 1024,
     };
     const ingest = await Ingest.open(options);
     const sessionId = ingestSession(ingest, "pbx1", 2000);
@@ -454,6 +454,44 @@ Deno.test("PostgreSQL: with the spool full, events are held, then the newest dro
     assert.equal(after.spoolCapReached, false);
     // The oldest were kept: the stored history is contiguous, the gap is at its end.
     await assertExactlyOnceInOrder(store, new Map([[sessionId, kept]]));
+    await store.close();
+    await proxy.close();
+  });
+});
+
+Deno.test("PostgreSQL: with the database down, 100 kB events stay within the queue's byte bound, spill to the spool, and are all stored later", async () => {
+  await withPostgres("ingest_queue_bytes", async (url, dataDir) => {
+    const proxy = TcpProxy.start({ hostname: "127.0.0.1", port: 5432 });
+    proxy.cut(600_000);
+    const store = await openStore({ url: proxy.url(url), dataDir });
+    const queueBytes = 4 * 1024 * 1024;
+    const ingest = await Ingest.open({ store, dataDir, queueBytes });
+    const sessionId = uuidv7();
+    ingest.sessionStarted({ id: sessionId, server: "pbx1", connectedAt: new Date() });
+    const big = "x".repeat(100_000);
+    let peak = 0;
+    for (let seq = 1; seq <= 500; seq++) {
+      const msg = eventAt(seq);
+      ingest.event("pbx1", sessionId, { ...msg, headers: [...msg.headers, ["Payload", big]] });
+      peak = Math.max(peak, ingest.stats().queueBytes);
+      // As from a socket: a read's worth of events, then the event loop runs.
+      if (seq % 20 === 0) await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    const full = ingest.stats();
+    assert.equal(full.queueLimitBytes, queueBytes);
+    assert.ok(peak <= queueBytes, `${peak} bytes in memory, bound ${queueBytes}`);
+    assert.ok(full.queueBytes > queueBytes / 2, "the queue is used up to its bound");
+    assert.equal(full.queueSpilled, true);
+    assert.ok(full.queueEvictions > 0);
+    assert.equal(full.droppedEvents, 0);
+    assert.ok(full.spoolBytes > 500 * 100_000);
+
+    proxy.restore();
+    await ingest.close({ timeoutMs: 60_000 });
+    const after = ingest.stats();
+    assert.equal(after.storedEvents, 500);
+    assert.equal(after.queueSpilled, false);
+    await assertExactlyOnceInOrder(store, new Map([[sessionId, 500]]));
     await store.close();
     await proxy.close();
   });

@@ -1,5 +1,19 @@
 import assert from "node:assert/strict";
+import { sql } from "drizzle-orm";
+import { getTableConfig } from "drizzle-orm/pg-core";
+import type { AmiMessage } from "../dami/message.ts";
+import { Ingest } from "../daemon/ingest.ts";
+import {
+  CURRENT_EVENT_FORMAT,
+  decodeRecord,
+  encodeRecord,
+  EVENT_LINE_FORMATS,
+  eventRecord,
+} from "../daemon/ingest_record.ts";
 import { Spool, type SpoolPosition } from "../daemon/spool.ts";
+import { openStore } from "../daemon/store.ts";
+import { amiEvents } from "../schema/mod.ts";
+import { createTestDatabase } from "./pg.ts";
 
 const payload = (i: number) => JSON.stringify({ i, text: `record ${i} ünïcode \\ "quoted"` });
 
@@ -164,4 +178,118 @@ Deno.test("a payload containing a newline is refused", async () => {
   assert.throws(() => spool.append('{"a":\n1}'), TypeError);
   await spool.close();
   await Deno.remove(dir, { recursive: true });
+});
+
+// --- the ingest pipeline's spool line format ----------------------------------------
+
+/** One event, every value fixed, with characters COPY and JSON must escape. */
+const PINNED_EVENT: AmiMessage = {
+  kind: "event",
+  headers: [
+    ["Event", "Hangup"],
+    ["Channel", "PJSIP/6001-00000001"],
+    ["Uniqueid", "1700000000.1"],
+    ["Linkedid", "1700000000.1"],
+    ["Cause-txt", "Normal\tClearing \\ ü"],
+  ],
+  seq: 7,
+  receivedAt: Date.UTC(2026, 10, 30, 12, 0, 0, 123),
+};
+const PINNED_SESSION = "01930000-0000-7000-8000-000000000001";
+
+/** The segment file that event makes, byte for byte: format e1, as released. */
+const PINNED_E1_FILE = "aac08c6d e1\tpbx1\t01930000-0000-7000-8000-000000000001\t7\t" +
+  "2026-11-30T12:00:00.123Z\tHangup\t1700000000.1\t1700000000.1\tPJSIP/6001-00000001\t\\N\t" +
+  '{"Event":"Hangup","Channel":"PJSIP/6001-00000001","Uniqueid":"1700000000.1",' +
+  '"Linkedid":"1700000000.1","Cause-txt":"Normal\\\\tClearing \\\\\\\\ ü"}\t\\N\tf\n';
+
+Deno.test("an event's spool line is pinned byte for byte (format e1) and reads back as written", async () => {
+  const dir = await Deno.makeTempDir();
+  const spool = await Spool.open(dir);
+  const record = eventRecord("pbx1", PINNED_SESSION, PINNED_EVENT);
+  spool.append(encodeRecord(record));
+  await spool.close();
+  const [file] = await segmentFiles(dir);
+  assert.equal(await Deno.readTextFile(`${dir}/${file}`), PINNED_E1_FILE);
+  const line = PINNED_E1_FILE.slice(9, -1);
+  assert.deepEqual(decodeRecord(line), record);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("format e1 is frozen, and the current format writes every ami_events column without a default", () => {
+  assert.deepEqual(EVENT_LINE_FORMATS.e1.columns, [
+    "server",
+    "session_id",
+    "seq",
+    "received_at",
+    "event",
+    "uniqueid",
+    "linkedid",
+    "channel",
+    "action_id",
+    "fields",
+    "raw_b64",
+    "escaped",
+  ]);
+  // A column added to ami_events must come with a new line format (e2, ...): old lines
+  // keep their own column list, new lines carry the new column.
+  const columns = getTableConfig(amiEvents).columns;
+  const notWritten = columns.filter((c) => !CURRENT_EVENT_FORMAT.columns.includes(c.name));
+  assert.deepEqual(notWritten.filter((c) => !c.hasDefault && !c.generatedIdentity), []);
+  const names = columns.map((c) => c.name);
+  assert.deepEqual(CURRENT_EVENT_FORMAT.columns.filter((c) => !names.includes(c)), []);
+  assert.deepEqual(
+    Object.keys(EVENT_LINE_FORMATS).filter((tag) => EVENT_LINE_FORMATS[tag].tag !== tag),
+    [],
+  );
+});
+
+Deno.test("a line of a format this version does not know is refused, never misread", () => {
+  const row = PINNED_E1_FILE.slice(12, -1);
+  for (const line of [`e9\t${row}`, `e1${row}`, `\t${row}`, `toString\t${row}`, "e1\t"]) {
+    assert.throws(() => decodeRecord(line), SyntaxError, JSON.stringify(line.slice(0, 12)));
+  }
+});
+
+Deno.test("PostgreSQL: a spool written in format e1 replays into its own columns after a column is added", async () => {
+  const database = await createTestDatabase("spool_upgrade");
+  const dataDir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${dataDir}/spool`);
+    await Deno.writeTextFile(`${dataDir}/spool/000000000001.spool`, PINNED_E1_FILE);
+    const store = await openStore({ url: database.url, dataDir });
+    // The upgrade: a column the e1 line knows nothing about, placed before its last ones.
+    await store.db.execute(
+      sql`ALTER TABLE ami_events ADD COLUMN note text NOT NULL DEFAULT 'added later'`,
+    );
+    const ingest = await Ingest.open({ store, dataDir });
+    await ingest.close({ timeoutMs: 60_000 });
+    assert.equal(ingest.stats().spooledEvents, 1);
+    assert.equal(ingest.stats().corruptSpoolRecords, 0);
+    const result = await store.db.execute(sql`
+      SELECT server, session_id::text, seq::int,
+             (received_at AT TIME ZONE 'UTC')::text AS received_at, event, uniqueid, linkedid,
+             channel, action_id, fields, raw_b64, escaped, note
+        FROM ami_events`);
+    const rows = Array.isArray(result) ? result : (result as { rows: unknown[] }).rows;
+    assert.deepEqual(rows.map((r) => ({ ...r as object })), [{
+      server: "pbx1",
+      session_id: PINNED_SESSION,
+      seq: 7,
+      received_at: "2026-11-30 12:00:00.123",
+      event: "Hangup",
+      uniqueid: "1700000000.1",
+      linkedid: "1700000000.1",
+      channel: "PJSIP/6001-00000001",
+      action_id: null,
+      fields: Object.fromEntries(PINNED_EVENT.headers),
+      raw_b64: null,
+      escaped: false,
+      note: "added later",
+    }]);
+    await store.close();
+  } finally {
+    await database.drop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
 });
