@@ -46,6 +46,9 @@ export function storeHealthOf(
       // Where the writer takes records from: its in-memory queue, or the spool (catching up).
       writingFrom: stats.mode === "memory" ? "queue" : "spool",
       queueDepth: stats.queueDepth,
+      queueBytes: stats.queueBytes,
+      queueLimitBytes: stats.queueLimitBytes,
+      queueSpilled: stats.queueSpilled,
       spoolBytes: stats.spoolBytes,
       spoolCapReached: stats.spoolCapReached,
       droppedEvents: stats.droppedEvents,

@@ -13,6 +13,18 @@
  * password of any `scheme://user:password@` URL, is replaced in the final line, in
  * its raw and its JSON-escaped form).
  *
+ * Logging never holds unbounded memory and never blocks the daemon or its shutdown:
+ * - Lines go to stdout through a buffer of at most `bufferBytes` (1 MiB by default).
+ *   When stdout does not keep up (a pipe nobody reads, a stalled journald), new lines
+ *   are dropped and counted (`dami_log_lines_dropped_total`); once the buffer drains,
+ *   one line says how many were lost.
+ * - The same message (same logger, same template) is written at most
+ *   {@linkcode REPEAT_BURST} times per {@linkcode REPEAT_WINDOW_MS}; the repeats
+ *   beyond are counted (`dami_log_lines_suppressed_total`) and summed up in one line
+ *   when the window ends. A PBX sending a malformed event per message thus costs a few
+ *   lines every 10 s, not one per event.
+ * - {@linkcode shutdownLogging} waits at most `flushTimeoutMs` (1 s) for stdout.
+ *
  * @example
  * ```ts ignore
  * import { getLogger } from "@logtape/logtape";
@@ -34,6 +46,7 @@ import {
   type Sink,
   type TextFormatter,
 } from "@logtape/logtape";
+import { abortable } from "./abortable.ts";
 import type { LoggingConfig } from "./config.ts";
 
 /** What replaces a secret. */
@@ -104,12 +117,137 @@ export function redactValue(value: unknown, depth = 0): unknown {
   return out;
 }
 
+/** Lines of one message (logger and template) written per window before repeats are suppressed. */
+export const REPEAT_BURST = 5;
+/** The window of {@linkcode REPEAT_BURST}. */
+export const REPEAT_WINDOW_MS = 10_000;
+/** Messages whose repeats are tracked at once; the oldest is forgotten beyond. */
+const REPEAT_KEYS = 1_000;
+
 /** Options of {@linkcode setupLogging}. */
 export interface SetupLoggingOptions {
-  /** Where formatted lines go (tests). Default: stdout, non-blocking. */
+  /** Where formatted lines go (tests). Default: stdout, through the bounded buffer. */
   write?: (line: string) => void;
   /** Whether stdout is a terminal (decides `format: "auto"`). */
   isTerminal?: boolean;
+  /**
+   * Most bytes of lines waiting for stdout; lines beyond are dropped and counted.
+   * @default {1048576} (1 MiB)
+   */
+  bufferBytes?: number;
+  /**
+   * Most milliseconds {@linkcode shutdownLogging} waits for stdout to take the buffer.
+   * @default {1000}
+   */
+  flushTimeoutMs?: number;
+}
+
+/** What logging had to leave out, for `/metrics`. */
+export interface LoggingStats {
+  /** Lines dropped because stdout did not keep up (the buffer was full). */
+  droppedLines: number;
+  /** Repeats of one message past {@linkcode REPEAT_BURST} per window, not written. */
+  suppressedLines: number;
+}
+
+const stats: LoggingStats = { droppedLines: 0, suppressedLines: 0 };
+
+/** Counts since the process started. */
+export function loggingStats(): LoggingStats {
+  return { ...stats };
+}
+
+interface Repeats {
+  windowStart: number;
+  count: number;
+  suppressed: number;
+  /** The last suppressed record, for the summary line. */
+  last?: LogRecord;
+}
+
+/**
+ * Decides per record whether it is written, and emits the summary of suppressed
+ * repeats when a window ends (checked at each record and by a timer).
+ */
+class RepeatLimiter {
+  readonly #repeats = new Map<string, Repeats>();
+  readonly #emit: (record: LogRecord) => void;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(emit: (record: LogRecord) => void) {
+    this.#emit = emit;
+  }
+
+  /** Whether to write `record`; false counts it as suppressed. */
+  admit(record: LogRecord): boolean {
+    const key = `${record.category.join(".")}\u0000${
+      typeof record.rawMessage === "string" ? record.rawMessage : record.rawMessage.join("{}")
+    }`;
+    const now = Date.now();
+    let r = this.#repeats.get(key);
+    if (r !== undefined && now - r.windowStart >= REPEAT_WINDOW_MS) {
+      this.#summarize(r);
+      this.#repeats.delete(key);
+      r = undefined;
+    }
+    if (r === undefined) {
+      r = { windowStart: now, count: 0, suppressed: 0 };
+      this.#repeats.set(key, r);
+      if (this.#repeats.size > REPEAT_KEYS) {
+        const oldest = this.#repeats.keys().next().value!;
+        this.#summarize(this.#repeats.get(oldest)!);
+        this.#repeats.delete(oldest);
+      }
+    }
+    r.count++;
+    if (r.count <= REPEAT_BURST) return true;
+    r.suppressed++;
+    r.last = record;
+    stats.suppressedLines++;
+    this.#schedule();
+    return false;
+  }
+
+  /** Writes the summary of every window with suppressed repeats (at shutdown). */
+  flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const r of this.#repeats.values()) this.#summarize(r);
+    this.#repeats.clear();
+  }
+
+  #schedule(): void {
+    if (this.#timer !== undefined) return;
+    const timer = setTimeout(() => {
+      this.#timer = undefined;
+      const now = Date.now();
+      let pending = false;
+      for (const [key, r] of this.#repeats) {
+        if (now - r.windowStart >= REPEAT_WINDOW_MS) {
+          this.#summarize(r);
+          this.#repeats.delete(key);
+        } else if (r.suppressed > 0) pending = true;
+      }
+      if (pending) this.#schedule();
+    }, REPEAT_WINDOW_MS);
+    // Summaries are a courtesy: they must not keep a finished process alive.
+    Deno.unrefTimer(timer);
+    this.#timer = timer;
+  }
+
+  #summarize(r: Repeats): void {
+    if (r.suppressed === 0 || r.last === undefined) return;
+    const suffix = ` (and ${r.suppressed} more like it in ${
+      Math.round((Math.max(r.last.timestamp - r.windowStart, 0)) / 100) / 10
+    } s, not logged)`;
+    this.#emit({
+      ...r.last,
+      message: [...r.last.message.slice(0, -1), `${r.last.message.at(-1) ?? ""}${suffix}`],
+      properties: { ...r.last.properties, suppressedRepeats: r.suppressed },
+    });
+    r.suppressed = 0;
+    r.last = undefined;
+  }
 }
 
 /** Configures LogTape for the daemon. Call once at start; {@linkcode shutdownLogging} at exit. */
@@ -124,9 +262,14 @@ export async function setupLogging(
     : terminal
     ? getAnsiColorFormatter({ timestamp: "date-time-tz", value: "bare" })
     : getTextFormatter({ timestamp: "date-time-tz", value: "bare" });
-  const write = options.write ?? stdoutWriter();
+  const write = options.write ?? stdoutWriter(options.bufferBytes ?? 1024 * 1024, formatter);
+  const emit = (record: LogRecord) => write(redactText(formatter(redactRecord(record))));
+  limiter?.flush();
+  limiter = new RepeatLimiter(emit);
+  flushTimeoutMs = options.flushTimeoutMs ?? 1000;
+  const admitted = limiter;
   const sink: Sink = (record: LogRecord) => {
-    write(redactText(formatter(redactRecord(record))));
+    if (admitted.admit(record)) emit(record);
   };
   await configure({
     reset: true,
@@ -142,10 +285,23 @@ export async function setupLogging(
   });
 }
 
-/** Flushes and detaches the sinks. */
+let limiter: RepeatLimiter | undefined;
+let flushTimeoutMs = 1000;
+
+/**
+ * Writes the pending summaries of suppressed repeats, detaches the sinks, and waits
+ * for stdout to take the buffer: at most `flushTimeoutMs`, so that a stalled stdout
+ * never holds up the exit (what it did not take is counted as dropped).
+ */
 export async function shutdownLogging(): Promise<void> {
+  limiter?.flush();
+  limiter = undefined;
   await dispose();
-  await flushStdout();
+  try {
+    await abortable(output?.drained() ?? Promise.resolve(), AbortSignal.timeout(flushTimeoutMs));
+  } catch {
+    stats.droppedLines += output?.abandon() ?? 0;
+  }
 }
 
 /**
@@ -198,23 +354,90 @@ function redactRecord(record: LogRecord): LogRecord {
   };
 }
 
-let pending: Promise<void> = Promise.resolve();
-
 /**
- * Writes to stdout without blocking the event loop (a stalled log reader must not
- * stall the AMI reader), in order.
+ * The lines waiting for stdout, at most `maxBytes`, written in order by one loop that
+ * never blocks the event loop (a stalled log reader must not stall the AMI reader).
  */
-function stdoutWriter(): (line: string) => void {
-  const encoder = new TextEncoder();
-  return (line) => {
-    const bytes = encoder.encode(line);
-    pending = pending.then(async () => {
-      let offset = 0;
-      while (offset < bytes.length) offset += await Deno.stdout.write(bytes.subarray(offset));
-    }).catch(() => {});
-  };
+class StdoutBuffer {
+  readonly #maxBytes: number;
+  readonly #notice: (dropped: number) => string;
+  readonly #encoder = new TextEncoder();
+  #lines: Uint8Array[] = [];
+  #bytes = 0;
+  /** Lines dropped since the last notice. */
+  #dropped = 0;
+  #writing: Promise<void> | undefined;
+
+  constructor(maxBytes: number, notice: (dropped: number) => string) {
+    this.#maxBytes = maxBytes;
+    this.#notice = notice;
+  }
+
+  push(line: string): void {
+    const bytes = this.#encoder.encode(line);
+    if (this.#bytes + bytes.length > this.#maxBytes) {
+      this.#dropped++;
+      stats.droppedLines++;
+      return;
+    }
+    this.#lines.push(bytes);
+    this.#bytes += bytes.length;
+    this.#writing ??= this.#write();
+  }
+
+  /** Resolves once every buffered line is written. */
+  drained(): Promise<void> {
+    return this.#writing ?? Promise.resolve();
+  }
+
+  /** Forgets the buffered lines (the process is exiting); returns how many. */
+  abandon(): number {
+    const count = this.#lines.length;
+    this.#lines = [];
+    this.#bytes = 0;
+    return count;
+  }
+
+  async #write(): Promise<void> {
+    try {
+      for (let bytes; (bytes = this.#lines.shift()) !== undefined;) {
+        try {
+          for (let offset = 0; offset < bytes.length;) {
+            offset += await Deno.stdout.write(bytes.subarray(offset));
+          }
+        } catch {
+          // stdout closed: nothing more can be written
+          stats.droppedLines += 1 + this.abandon();
+          return;
+        } finally {
+          this.#bytes -= bytes.length;
+        }
+        if (this.#dropped > 0 && this.#lines.length === 0) {
+          // The reader caught up: say what it missed (always room for this one line).
+          const notice = this.#encoder.encode(this.#notice(this.#dropped));
+          this.#dropped = 0;
+          this.#lines.push(notice);
+          this.#bytes += notice.length;
+        }
+      }
+    } finally {
+      this.#writing = undefined;
+    }
+  }
 }
 
-function flushStdout(): Promise<void> {
-  return pending;
+let output: StdoutBuffer | undefined;
+
+function stdoutWriter(maxBytes: number, formatter: TextFormatter): (line: string) => void {
+  const buffer = new StdoutBuffer(maxBytes, (dropped) =>
+    redactText(formatter({
+      category: ["dami", "log"],
+      level: "warning",
+      message: [`${dropped} log lines were dropped: stdout did not keep up`],
+      rawMessage: "{dropped} log lines were dropped: stdout did not keep up",
+      timestamp: Date.now(),
+      properties: { dropped },
+    })));
+  output = buffer;
+  return (line) => buffer.push(line);
 }

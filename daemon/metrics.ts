@@ -8,6 +8,7 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { IngestStats, ServerIngestStats } from "./ingest.ts";
 import type { ProjectorStats } from "./projections/projector.ts";
+import { loggingStats } from "./log.ts";
 
 /** Every metric the daemon exports. */
 export class DaemonMetrics {
@@ -118,6 +119,79 @@ export class DaemonMetrics {
       "Events dropped because the spool and the memory hold were full, per server.",
       (s) => s.dropped,
     );
+    perServerCounter(
+      "dami_events_rejected_total",
+      "Events the database refused for good, kept in ami_events_rejected, per server.",
+      (s) => s.rejected,
+    );
+    /** A counter or gauge read from the ingest stats at scrape time. */
+    const ingestFigure = (
+      kind: "counter" | "gauge",
+      name: string,
+      help: string,
+      pick: (stats: IngestStats) => number,
+    ) => {
+      const options = {
+        name,
+        help,
+        registers,
+        collect(this: Counter | Gauge) {
+          const stats = ingest();
+          if (stats === undefined) return;
+          this.reset();
+          this.inc(pick(stats));
+        },
+      };
+      return kind === "counter" ? new Counter(options) : new Gauge(options);
+    };
+    ingestFigure(
+      "counter",
+      "dami_spool_corrupt_records_total",
+      "Spool lines skipped because their checksum, framing or format was wrong (a write torn by a crash).",
+      (s) => s.corruptSpoolRecords,
+    );
+    ingestFigure(
+      "gauge",
+      "dami_ingest_queue_bytes",
+      "Estimated bytes of records held in memory for the batch writer.",
+      (s) => s.queueBytes,
+    );
+    ingestFigure(
+      "gauge",
+      "dami_ingest_queue_limit_bytes",
+      "The bound of dami_ingest_queue_bytes; past it, records are read back from the spool.",
+      (s) => s.queueLimitBytes,
+    );
+    ingestFigure(
+      "gauge",
+      "dami_ingest_queue_spilled",
+      "1 while records older than the memory queue are only in the spool (its byte bound was reached).",
+      (s) => (s.queueSpilled ? 1 : 0),
+    );
+    ingestFigure(
+      "counter",
+      "dami_ingest_queue_evictions_total",
+      "Records forgotten from memory at the queue's byte bound (each is in the spool).",
+      (s) => s.queueEvictions,
+    );
+    new Counter({
+      name: "dami_log_lines_dropped_total",
+      help: "Log lines dropped because stdout did not keep up (its buffer was full).",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(loggingStats().droppedLines);
+      },
+    });
+    new Counter({
+      name: "dami_log_lines_suppressed_total",
+      help: "Repeats of one log message beyond the burst allowed per window, not written.",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(loggingStats().suppressedLines);
+      },
+    });
     new Gauge({
       name: "dami_ingest_queue_depth",
       help: "Rows waiting in memory for the batch writer.",

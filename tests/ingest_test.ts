@@ -5,6 +5,7 @@ import { type AmiMessage, headersToFields, headerValue } from "../dami/message.t
 import { BatchWriter } from "../daemon/batch_writer.ts";
 import { uuidv7 } from "../daemon/ids.ts";
 import { Ingest, type IngestOptions } from "../daemon/ingest.ts";
+import { DaemonMetrics } from "../daemon/metrics.ts";
 import { eventRecord } from "../daemon/ingest_record.ts";
 import { isTransientError, openStore, type Store } from "../daemon/store.ts";
 import { actionRuns, amiEvents, amiEventsRejected, amiSessions } from "../schema/mod.ts";
@@ -494,6 +495,39 @@ Deno.test("PostgreSQL: with the database down, 100 kB events stay within the que
     await assertExactlyOnceInOrder(store, new Map([[sessionId, 500]]));
     await store.close();
     await proxy.close();
+  });
+});
+
+Deno.test("PostgreSQL: damaged spool lines, refused rows and the queue's bound are exported in /metrics", async () => {
+  await withPostgres("ingest_metrics", async (url, dataDir) => {
+    const store = await openStore({ url, dataDir });
+    // A spool left by a crash: a good event, a line torn mid-write, a refused timestamp.
+    const sessionId = uuidv7();
+    const down = await openStore({ url: "postgres://postgres@127.0.0.1:1/none", dataDir });
+    const writing = await Ingest.open({ store: down, dataDir });
+    writing.event("pbx1", sessionId, eventAt(1));
+    writing.event("pbx1", sessionId, { ...eventAt(2), receivedAt: 1e20 });
+    await writing.close({ timeoutMs: 100 });
+    await down.close();
+    const [segment] = await spoolFiles(dataDir);
+    await Deno.writeTextFile(`${dataDir}/spool/${segment}`, "0badc0de e1\tpbx1\ttorn", {
+      append: true,
+    });
+
+    const metrics = new DaemonMetrics();
+    const ingest = await Ingest.open({ store, dataDir, queueBytes: 1_000_000 });
+    metrics.watchIngest(() => ingest.stats());
+    await ingest.close({ timeoutMs: 60_000 });
+    const text = await metrics.render();
+    assert.match(text, /^dami_spool_corrupt_records_total 1$/m);
+    assert.match(text, /^dami_events_rejected_total\{server="pbx1"\} 1$/m);
+    assert.match(text, /^dami_events_stored_total\{server="pbx1"\} 1$/m);
+    assert.match(text, /^dami_ingest_queue_limit_bytes 1000000$/m);
+    assert.match(text, /^dami_ingest_queue_bytes 0$/m);
+    assert.match(text, /^dami_ingest_queue_spilled 0$/m);
+    assert.match(text, /^dami_log_lines_dropped_total \d+$/m);
+    assert.match(text, /^dami_log_lines_suppressed_total \d+$/m);
+    await store.close();
   });
 });
 

@@ -1,15 +1,18 @@
 /**
  * Log redaction (`daemon/log.ts`): a registered secret, a property named like a secret
  * and the password of a URL never reach a log line, in text or JSON, in messages,
- * properties, nested values or errors.
+ * properties, nested values or errors. Logging's bounds: a stdout nobody reads never
+ * holds unbounded memory or the exit, and repeats of one message are summed up.
  */
 import assert from "node:assert/strict";
 import { getLogger } from "@logtape/logtape";
 import {
+  loggingStats,
   REDACTED,
   redactText,
   redactValue,
   registerSecret,
+  REPEAT_BURST,
   setupLogging,
   shutdownLogging,
 } from "../daemon/log.ts";
@@ -121,3 +124,42 @@ for (const format of ["json", "text"] as const) {
     }
   });
 }
+
+Deno.test("with stdout never read, logging drops and counts lines beyond its buffer, and the process still exits", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./log_child.ts", import.meta.url).pathname, "20000", "65536"],
+    stdin: "null",
+    stdout: "piped", // never read: the pipe fills (64 KiB on Linux) and stays full
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const status = await child.status;
+  const report = await stderr;
+  await child.stdout.cancel();
+  assert.equal(status.code, 0, report);
+  const stats = JSON.parse(report.trim().split("\n").at(-1)!);
+  // About 250 bytes a line: the pipe and the buffer hold a few hundred of 20,000.
+  assert.ok(stats.droppedLines > 15_000, report);
+  assert.equal(stats.suppressedLines, 0);
+});
+
+Deno.test("the same message repeated is written REPEAT_BURST times, then counted and summed up in one line", async () => {
+  const lines: string[] = [];
+  await setupLogging(
+    { level: "info", format: "json", categories: {} },
+    { write: (line) => lines.push(line) },
+  );
+  const before = loggingStats().suppressedLines;
+  const log = getLogger(["dami", "supervisor", "pbx1"]);
+  for (let seq = 1; seq <= 1000; seq++) {
+    log.warn("malformed event #{seq} stored flagged", { seq });
+  }
+  log.warn("another message");
+  assert.equal(lines.length, REPEAT_BURST + 1);
+  assert.equal(loggingStats().suppressedLines - before, 1000 - REPEAT_BURST);
+  await shutdownLogging();
+  const summary = JSON.parse(lines.at(-1)!);
+  assert.match(summary.message, /^malformed event #1000 stored flagged \(and 995 more like it/);
+  assert.equal(summary.properties.suppressedRepeats, 995);
+  assert.equal(lines.length, REPEAT_BURST + 2);
+});
