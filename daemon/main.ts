@@ -19,6 +19,7 @@ import { getLogger } from "@logtape/logtape";
 import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import { parseArgs } from "node:util";
+import { abortable } from "./abortable.ts";
 import { actionTargets, ConfigError, type DamiConfig, loadConfig } from "./config.ts";
 import type { SimulatedPbx } from "./demo_mode.ts";
 import { EmbeddedStoreBusyError } from "./embedded/embedded.ts";
@@ -37,6 +38,16 @@ import { Supervisor } from "./supervisor.ts";
 
 /** Exit code of a refused config file (sysexits.h EX_CONFIG). */
 export const EXIT_CONFIG = 78;
+
+/**
+ * Time the orderly shutdown plans for, below the signal handler's hard deadline
+ * (`SHUTDOWN_DEADLINE_MS`, 9 s) and docker's 10 s stop timeout.
+ */
+const SHUTDOWN_BUDGET_MS = 7_500;
+/** Kept from the ingest writer's share for the spool's fsync and the store's close. */
+const INGEST_CLOSE_RESERVE_MS = 1_000;
+/** Kept from the last projection run for closing the store. */
+const STORE_CLOSE_RESERVE_MS = 500;
 
 const USAGE = `DAMI daemon: records Asterisk AMI events into PostgreSQL and derives call history.
 
@@ -256,9 +267,15 @@ export async function main(args: string[]): Promise<number> {
 
   const stopped = Promise.withResolvers<number>();
   handleShutdownSignals(async () => {
-    const step = async (what: string, work: () => Promise<unknown>) => {
+    // Every step is bounded by what is left of SHUTDOWN_BUDGET_MS, so that the orderly
+    // path always ends (and exits 0) before the hard deadline, whatever the database
+    // does: a step that runs out of time is abandoned, and whatever the ingest writer
+    // could not store is already in the fsynced spool.
+    const deadline = Date.now() + SHUTDOWN_BUDGET_MS;
+    const left = (reserveMs = 0) => Math.max(0, deadline - reserveMs - Date.now());
+    const step = async (what: string, work: () => Promise<unknown>, ms: number) => {
       const started = performance.now();
-      await work();
+      await within(work(), ms, what);
       log.debug("shutdown: {what} in {ms} ms", {
         what,
         ms: Math.round(performance.now() - started),
@@ -266,22 +283,36 @@ export async function main(args: string[]): Promise<number> {
     };
     await demoReport?.stop();
     partitions.stop();
-    await step("schedules stopped", () => scheduler.stop());
+    await step("schedules stopped", () => scheduler.stop(), Math.min(1000, left()));
     // A day being archived is finished or, past the bound, rolled back when the store
     // closes (its partial file is rewritten at the next run).
-    if (retention) await step("retention stopped", () => within(retention.stop(), 3000));
+    if (retention) {
+      await step("retention stopped", () => retention.stop(), Math.min(3000, left()));
+    }
     // Logoff first: the session end is recorded before the ingest pipeline closes.
     await Promise.all([
-      step("servers logged off", () => fleet.stop()),
+      step("servers logged off", () => fleet.stop(), Math.min(3000, left())),
       // A batch still running is rolled back when the store closes; it is redone at start.
-      step("projector stopped", () => within(projector.stop(), 3000)),
-      step("HTTP closed", () => http.close()),
+      step("projector stopped", () => projector.stop(), Math.min(3000, left())),
+      step("HTTP closed", () => http.close(), Math.min(3000, left())),
     ]);
-    await step("ingest flushed", () => ingest.close({ timeoutMs: 5000 }));
+    // The ingest pipeline gets what is left but a moment for the spool's fsync.
+    await step(
+      "ingest flushed",
+      () => ingest.close({ timeoutMs: left(INGEST_CLOSE_RESERVE_MS) }),
+      left(),
+    );
     // The last events are in the database: project them too, so that queries run after
     // the stop are current (bounded; whatever is left is projected at the next start).
-    await step("projections caught up", () => within(runProjectionsOnce(store), 1500));
-    await step("store closed", () => store.close());
+    if (ingest.stats().dbUp) {
+      await step(
+        "projections caught up",
+        () => runProjectionsOnce(store),
+        Math.min(1500, left(STORE_CLOSE_RESERVE_MS)),
+      );
+    }
+    // A database that does not answer cannot hold the exit: its connections are dropped.
+    await step("store closed", () => store.close(), left());
     await pbx?.close();
     const report = ingest.stats();
     log.info("stopped: {stored} events stored, {spool} bytes left in the spool", {
@@ -300,15 +331,18 @@ export async function main(args: string[]): Promise<number> {
  * Waits for `promise`, at most `ms`. Work still running after that is abandoned: its
  * late failure (the store closing under it) is ignored rather than crashing the exit.
  */
-function within(promise: Promise<unknown>, ms: number): Promise<unknown> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const settled = promise.catch((error) => {
-    getLogger(["dami", "main"]).warn("shutdown step failed: {message}", {
-      message: (error as Error).message,
+async function within(promise: Promise<unknown>, ms: number, what: string): Promise<void> {
+  try {
+    await abortable(promise, AbortSignal.timeout(ms));
+  } catch (error) {
+    const timedOut = error instanceof DOMException && error.name === "TimeoutError";
+    getLogger(["dami", "main"]).warn("shutdown: {what} {outcome}", {
+      what,
+      outcome: timedOut
+        ? `did not finish within ${ms} ms; abandoned`
+        : `failed: ${(error as Error).message}`,
     });
-  });
-  return Promise.race([settled, new Promise((resolve) => (timer = setTimeout(resolve, ms)))])
-    .finally(() => clearTimeout(timer));
+  }
 }
 
 /** The fleet's own connection to the shared PostgreSQL (one, short timeouts). */

@@ -9,6 +9,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { abortable } from "./abortable.ts";
 
 /** Time allowed for the orderly shutdown; systemd's and docker's default stop timeouts are 90 s and 10 s. */
 export const SHUTDOWN_DEADLINE_MS = 9_000;
@@ -21,6 +22,9 @@ export interface ShutdownSignalOptions {
   /** Give up the orderly shutdown after this long and exit 1.
    * @default {SHUTDOWN_DEADLINE_MS} */
   deadlineMs?: number;
+  /** A second signal sooner than this after the first is ignored as a duplicate delivery.
+   * @default {REPEAT_SIGNAL_MS} */
+  repeatSignalMs?: number;
   /** Ends the process (tests replace it).
    * @default {Deno.exit} */
   exit?: (code: number) => void;
@@ -36,32 +40,24 @@ export function handleShutdownSignals(
 ): () => void {
   const log = getLogger(["dami", "signals"]);
   const deadlineMs = options.deadlineMs ?? SHUTDOWN_DEADLINE_MS;
+  const repeatSignalMs = options.repeatSignalMs ?? REPEAT_SIGNAL_MS;
   const exit = options.exit ?? ((code: number) => Deno.exit(code));
   let stoppingSince: number | undefined;
   const handler = (signal: Deno.Signal) => {
     if (stoppingSince !== undefined) {
-      if (Date.now() - stoppingSince < REPEAT_SIGNAL_MS) return;
+      if (Date.now() - stoppingSince < repeatSignalMs) return;
       log.warn("{signal} again: exiting now", { signal });
       exit(1);
       return;
     }
     stoppingSince = Date.now();
     log.info("{signal}: shutting down", { signal });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const deadline = new Promise<"deadline">((resolve) => {
-      timer = setTimeout(() => resolve("deadline"), deadlineMs);
-    });
-    Promise.race([shutdown(signal).then(() => "done" as const), deadline]).then(
-      (outcome) => {
-        clearTimeout(timer);
-        if (outcome === "deadline") {
-          log.error("shutdown did not finish within {deadlineMs} ms; exiting", { deadlineMs });
-          exit(1);
-        } else exit(0);
-      },
+    abortable(shutdown(signal), AbortSignal.timeout(deadlineMs)).then(
+      () => exit(0),
       (error) => {
-        clearTimeout(timer);
-        log.error("shutdown failed: {error}", { error });
+        if (error instanceof DOMException && error.name === "TimeoutError") {
+          log.error("shutdown did not finish within {deadlineMs} ms; exiting", { deadlineMs });
+        } else log.error("shutdown failed: {error}", { error });
         exit(1);
       },
     );
