@@ -38,7 +38,7 @@ import { selectRows, type SqlExecutor } from "../queries/db.ts";
 import { clusterInstances, serverLeases } from "../schema/mod.ts";
 import type { ActionConfig, ServerConfig } from "./config.ts";
 import type { ActionRunner } from "./scheduler.ts";
-import type { ActionRunRecord, SupervisorStatus } from "./supervisor.ts";
+import type { ActionRun, SupervisorStatus } from "./supervisor.ts";
 
 /** The part of a supervisor the fleet drives. */
 export interface FleetSupervisor {
@@ -46,7 +46,7 @@ export interface FleetSupervisor {
   readonly status: SupervisorStatus;
   start(): void;
   stop(timeoutMs?: number, reason?: string): Promise<void>;
-  runAction(action: ActionConfig): Promise<ActionRunRecord>;
+  runAction(action: ActionConfig): Promise<ActionRun>;
 }
 
 /** Options of {@linkcode Fleet}. */

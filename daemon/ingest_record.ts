@@ -50,8 +50,15 @@ export interface SessionEnd {
   eventCount: number;
 }
 
-/** One `action_runs` row; recording the same `id` again updates the row. */
-export type ActionRun = typeof actionRuns.$inferInsert & { status: ActionRunStatus };
+/**
+ * One `action_runs` row (the one definition of it: the supervisor records it, the
+ * ingest pipeline writes it); recording the same `id` again updates the row.
+ */
+export type ActionRun = Omit<typeof actionRuns.$inferInsert, "status" | "response"> & {
+  status: ActionRunStatus;
+  /** The response headers (as `ami_events.fields`). */
+  response?: Record<string, string | string[]> | null;
+};
 
 /** A version of the event line: its tag and the `ami_events` columns of its row, in order. */
 export interface EventLineFormat {

@@ -14,7 +14,7 @@
 import { getLogger } from "@logtape/logtape";
 import { Cron } from "croner";
 import type { ActionConfig } from "./config.ts";
-import type { ActionRunRecord } from "./supervisor.ts";
+import type { ActionRun } from "./supervisor.ts";
 
 /** What a scheduled run needs from a server's supervisor. */
 export interface ActionRunner {
@@ -24,7 +24,7 @@ export interface ActionRunner {
    * Runs the action now and records it; never throws. Resolves to nothing when this
    * instance does not hold the server (fleet mode: its holder runs the schedule).
    */
-  runAction(action: ActionConfig): Promise<ActionRunRecord | undefined>;
+  runAction(action: ActionConfig): Promise<ActionRun | undefined>;
 }
 
 /** Runs the configured actions on their schedules. */

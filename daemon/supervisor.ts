@@ -32,67 +32,18 @@ import { type AmiMessage, headersToFields, headerValue } from "../dami/message.t
 import type { ActionConfig, ServerConfig } from "./config.ts";
 import { uuidv7 } from "./ids.ts";
 import type { DaemonMetrics } from "./metrics.ts";
-import type { ActionRunStatus, SessionEnd, SessionStart } from "./ingest_record.ts";
-
-/** How reconnect delays grow: `initialMs x multiplier^attempt`, at most `maxMs`. */
-export interface ReconnectPolicy {
-  /** Ceiling of the first delay. */
-  initialMs: number;
-  /** Cap of every delay; a refused login waits exactly this. */
-  maxMs: number;
-  /** Growth per failed attempt. */
-  multiplier: number;
-  /** A session that lasted this long resets the attempt count when it ends. */
-  stableMs: number;
-}
+import type { ActionRun, ActionRunStatus, SessionEnd, SessionStart } from "./ingest_record.ts";
+import { abortable, delay } from "./abortable.ts";
+import { RECONNECT_RETRY, retryDelay, type RetryPolicy } from "./retry.ts";
 
 /**
- * The default retry policy. 0.5 s first (a PBX restart takes seconds, a dropped TCP
- * connection is back at once), doubling to a 30 s cap (a long outage costs one
- * connection attempt per 15 s on average); a session that lasted a minute was a real
- * recovery, so the next failure starts again from the bottom.
+ * A session that lasted this long was a real recovery: when it ends, the backoff
+ * starts again from its first delay (config `reconnect.stableMs`).
  */
-export const RECONNECT_POLICY: ReconnectPolicy = Object.freeze({
-  initialMs: 500,
-  maxMs: 30_000,
-  multiplier: 2,
-  stableMs: 60_000,
-});
-
-/**
- * Delay before reconnect attempt `attempt` (0-based): "full jitter", a uniform draw
- * in `[0, min(maxMs, initialMs x multiplier^attempt))`, so many daemons that lost the
- * same PBX do not come back in step.
- */
-export function reconnectDelay(
-  attempt: number,
-  policy: ReconnectPolicy = RECONNECT_POLICY,
-  random: () => number = Math.random,
-): number {
-  const ceiling = Math.min(policy.maxMs, policy.initialMs * policy.multiplier ** attempt);
-  return Math.floor(random() * ceiling);
-}
+const STABLE_SESSION_MS = 60_000;
 
 // The records are the ingest pipeline's own types: one definition of each row.
-export type { ActionRunStatus, SessionEnd, SessionStart };
-
-/** A row of `action_runs`. */
-export interface ActionRunRecord {
-  id: string;
-  server: string;
-  name: string;
-  action: string;
-  /** The ActionID sent (the run id); its list items carry it in `ami_events.action_id`. */
-  actionId: string | null;
-  sessionId: string | null;
-  startedAt: Date;
-  finishedAt: Date;
-  status: ActionRunStatus;
-  message: string | null;
-  itemCount: number | null;
-  /** The response headers (as `ami_events.fields`). */
-  response: Record<string, string | string[]> | null;
-}
+export type { ActionRun, ActionRunStatus, SessionEnd, SessionStart };
 
 /**
  * What the supervisor records into. The daemon passes its `Ingest`; every method is
@@ -102,7 +53,7 @@ export interface SessionRecorder {
   sessionStarted(session: SessionStart): void;
   event(server: string, sessionId: string, message: AmiMessage): void;
   sessionEnded(session: SessionEnd): void;
-  actionRun(run: ActionRunRecord): void;
+  actionRun(run: ActionRun): void;
 }
 
 /** Where the supervisor stands. */
@@ -176,7 +127,8 @@ export class Supervisor {
   #caCerts: string[] | undefined;
   #random: () => number;
   #onEvent: (event: SupervisorEvent) => void;
-  #policy: ReconnectPolicy;
+  #policy: RetryPolicy;
+  #stableMs: number;
   #log: Logger;
   #clientLog: DAMILogger;
   #state: SupervisorState = "idle";
@@ -187,7 +139,7 @@ export class Supervisor {
   #keepalive: Cron | undefined;
   #loop: Promise<void> | undefined;
   #stopping = false;
-  #wake: (() => void) | undefined;
+  readonly #stop = new AbortController();
   #onConnectRuns = new Set<Promise<unknown>>();
   #instance: string | undefined;
   #stopReason = "stopped: the daemon is shutting down (Logoff sent)";
@@ -202,7 +154,13 @@ export class Supervisor {
     this.#caCerts = options.caCerts;
     this.#random = options.random ?? Math.random;
     this.#onEvent = options.onEvent ?? (() => {});
-    this.#policy = { ...RECONNECT_POLICY, ...options.server.reconnect };
+    const reconnect = options.server.reconnect;
+    this.#policy = {
+      ...RECONNECT_RETRY,
+      minDelayMs: reconnect?.initialMs ?? RECONNECT_RETRY.minDelayMs,
+      maxDelayMs: reconnect?.maxMs ?? RECONNECT_RETRY.maxDelayMs,
+    };
+    this.#stableMs = reconnect?.stableMs ?? STABLE_SESSION_MS;
     this.#log = getLogger(["dami", "supervisor", this.name]);
     const clientLog = getLogger(["dami", "client", this.name]);
     this.#clientLog = {
@@ -256,7 +214,7 @@ export class Supervisor {
     this.#stopping = true;
     this.#stopReason = reason;
     this.#keepalive?.stop();
-    this.#wake?.();
+    this.#stop.abort();
     this.#connecting?.close();
     const current = this.#current;
     if (current !== undefined) {
@@ -264,12 +222,10 @@ export class Supervisor {
       await current.dami.logoff({ timeoutMs });
     }
     // A connect or login still in flight (up to connectTimeoutMs) is not waited for.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
+    await abortable(
       Promise.allSettled([...this.#onConnectRuns, this.#loop]),
-      new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs + 500))),
-    ]);
-    clearTimeout(timer);
+      AbortSignal.timeout(timeoutMs + 500),
+    ).catch(() => {});
     this.#state = "stopped";
   }
 
@@ -279,12 +235,12 @@ export class Supervisor {
    * queued for later); Asterisk's error, a timeout or a lost connection give `error` or
    * `timeout`. The ActionID sent is the run id, so list items link to the run.
    */
-  async runAction(action: ActionConfig): Promise<ActionRunRecord> {
+  async runAction(action: ActionConfig): Promise<ActionRun> {
     const id = uuidv7();
     const startedAt = new Date();
     const current = this.#current;
     const base = { id, server: this.name, name: action.name, action: action.action, startedAt };
-    let run: ActionRunRecord;
+    let run: ActionRun;
     if (current === undefined || this.#state !== "connected") {
       run = {
         ...base,
@@ -355,11 +311,11 @@ export class Supervisor {
       if (this.#stopping) break;
       let delayMs: number;
       if (outcome === "login_failed") {
-        delayMs = this.#policy.maxMs;
+        delayMs = this.#policy.maxDelayMs;
         this.#attempt++;
       } else {
-        if (typeof outcome === "number" && outcome >= this.#policy.stableMs) this.#attempt = 0;
-        delayMs = reconnectDelay(this.#attempt, this.#policy, this.#random);
+        if (typeof outcome === "number" && outcome >= this.#stableMs) this.#attempt = 0;
+        delayMs = retryDelay(this.#policy, this.#attempt, this.#random);
         this.#attempt++;
       }
       this.#state = "waiting";
@@ -370,7 +326,7 @@ export class Supervisor {
         delayMs,
         attempt: this.#attempt,
       });
-      await this.#sleep(delayMs);
+      await delay(delayMs, { signal: this.#stop.signal });
     }
     this.#state = "stopped";
   }
@@ -453,7 +409,7 @@ export class Supervisor {
       if (error instanceof DAMILoginError) {
         this.#log.error(
           "login to {server} refused: {message}; check username and secret (manager.conf and the config); next attempt in {delayMs} ms",
-          { server: this.name, message, delayMs: this.#policy.maxMs },
+          { server: this.name, message, delayMs: this.#policy.maxDelayMs },
         );
         this.#onEvent({ type: "login_failed", message });
         return "login_failed";
@@ -569,17 +525,6 @@ export class Supervisor {
         `keepalive: ${current.missed} Pings unanswered within ${timeoutMs} ms; connection declared dead`;
       current.dami.close();
     }
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.#wake = done;
-    });
   }
 }
 

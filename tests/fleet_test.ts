@@ -15,7 +15,7 @@ import {
 } from "../daemon/config.ts";
 import { fairShare, Fleet, type FleetSupervisor, rendezvous } from "../daemon/fleet.ts";
 import { openStore, type Store } from "../daemon/store.ts";
-import type { ActionRunRecord, SupervisorStatus } from "../daemon/supervisor.ts";
+import type { ActionRun, SupervisorStatus } from "../daemon/supervisor.ts";
 import { selectRows } from "../queries/db.ts";
 import { createTestDatabase, type TestDatabase } from "./pg.ts";
 import { TcpProxy } from "./tcp_proxy.ts";
@@ -50,7 +50,7 @@ class Recorder implements FleetSupervisor {
     this.#interval.reason ??= reason;
     return Promise.resolve();
   }
-  runAction(_action: ActionConfig): Promise<ActionRunRecord> {
+  runAction(_action: ActionConfig): Promise<ActionRun> {
     return Promise.reject(new Error("not used"));
   }
 }
