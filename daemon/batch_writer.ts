@@ -19,7 +19,8 @@
  *   `ami_events_rejected` with the error and its JSON, and the rest is written.
  * - A transient error (connection lost, server shutting down, out of resources,
  *   serialization failure, timeout) is thrown to the caller, which retries the whole
- *   batch later.
+ *   batch later; so is a `MigrationError` (the schema could not be brought up to
+ *   date), which the caller treats as fatal.
  *
  * @module
  */
@@ -27,7 +28,13 @@ import { getTableName, sql as sqlExpression } from "drizzle-orm";
 import { actionRuns, amiEvents, amiEventsRejected, amiSessions } from "../schema/mod.ts";
 import { encodeRecord, escapeNul, eventRowValues, recordServer } from "./ingest_record.ts";
 import type { EventLineFormat, EventRecord, IngestRecord } from "./ingest_record.ts";
-import { errorText, isTransientError, type Store, type StoreTransaction } from "./store.ts";
+import {
+  errorText,
+  isTransientError,
+  MigrationError,
+  type Store,
+  type StoreTransaction,
+} from "./store.ts";
 import { createEventPartitions, isMissingPartition } from "./event_partitions.ts";
 
 /** How events are sent: `copy` (COPY, staging on conflict) or `insert` (multi-row INSERT). */
@@ -75,7 +82,8 @@ export class BatchWriter {
       await this.#attempt(records);
       return { stored: [...records], rejected: [] };
     } catch (error) {
-      if (isTransientError(error)) throw error;
+      // Not the records' fault: nothing can be written until someone fixes the schema.
+      if (error instanceof MigrationError || isTransientError(error)) throw error;
       if (records.length === 1) return await this.#reject(records[0], error);
       const middle = records.length >>> 1;
       const first = await this.write(records.slice(0, middle));

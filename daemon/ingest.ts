@@ -148,6 +148,12 @@ export interface IngestOptions {
    */
   onCommitted?: (receivedAtMs: readonly number[], committedAtMs: number) => void;
   /**
+   * Called once if the writer stops for good: the migrations, run before the first
+   * write when the database was unreachable at start, failed for a reason retrying
+   * cannot fix. Records keep going to the spool; the daemon should stop (exit 1).
+   */
+  onFatal?: (error: Error) => void;
+  /**
    * Where to log.
    * @default {getLogger(["dami", "ingest"])}
    */
@@ -188,6 +194,7 @@ export class Ingest {
       maxBatchBytes: options.maxBatchBytes ?? 8 * 1024 * 1024,
       afterCommit: () => this.#moveHeld(),
       onCommitted: options.onCommitted,
+      onFatal: options.onFatal,
     });
   }
 

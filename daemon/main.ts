@@ -178,11 +178,13 @@ export async function main(args: string[]): Promise<number> {
   }
 
   const metrics = new DaemonMetrics();
+  const failure = new AbortController();
   const ingest = await Ingest.open({
     store,
     dataDir: config.dataDir,
     spoolCapBytes: config.spoolCapBytes,
     onCommitted: metrics.observeCommit,
+    onFatal: (error) => failure.abort(error.message),
   });
   metrics.watchIngest(() => ingest.stats());
 
@@ -321,6 +323,7 @@ export async function main(args: string[]): Promise<number> {
     });
   }, {
     exit: (code) => stopped.resolve(code),
+    failure: failure.signal,
   });
   const code = await stopped.promise;
   await shutdownLogging();

@@ -28,6 +28,11 @@ export interface ShutdownSignalOptions {
   /** Ends the process (tests replace it).
    * @default {Deno.exit} */
   exit?: (code: number) => void;
+  /**
+   * Starts the same orderly shutdown from inside (a part of the daemon failed for good);
+   * the process then exits 1 once it completes. The abort reason is logged.
+   */
+  failure?: AbortSignal;
 }
 
 /**
@@ -43,7 +48,7 @@ export function handleShutdownSignals(
   const repeatSignalMs = options.repeatSignalMs ?? REPEAT_SIGNAL_MS;
   const exit = options.exit ?? ((code: number) => Deno.exit(code));
   let stoppingSince: number | undefined;
-  const handler = (signal: Deno.Signal) => {
+  const handler = (signal: Deno.Signal, failed = false) => {
     if (stoppingSince !== undefined) {
       if (Date.now() - stoppingSince < repeatSignalMs) return;
       log.warn("{signal} again: exiting now", { signal });
@@ -51,9 +56,9 @@ export function handleShutdownSignals(
       return;
     }
     stoppingSince = Date.now();
-    log.info("{signal}: shutting down", { signal });
+    if (!failed) log.info("{signal}: shutting down", { signal });
     abortable(shutdown(signal), AbortSignal.timeout(deadlineMs)).then(
-      () => exit(0),
+      () => exit(failed ? 1 : 0),
       (error) => {
         if (error instanceof DOMException && error.name === "TimeoutError") {
           log.error("shutdown did not finish within {deadlineMs} ms; exiting", { deadlineMs });
@@ -62,6 +67,12 @@ export function handleShutdownSignals(
       },
     );
   };
+  const failed = () => {
+    log.fatal("{reason}: shutting down", { reason: String(options.failure!.reason) });
+    handler("SIGTERM", true);
+  };
+  if (options.failure?.aborted) queueMicrotask(failed);
+  else options.failure?.addEventListener("abort", failed, { once: true });
   const installed: Array<[Deno.Signal, () => void]> = [];
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     const listener = () => handler(signal);

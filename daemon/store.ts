@@ -145,11 +145,22 @@ async function openPostgres(url: string, options: StoreOptions): Promise<Store> 
     backoff: reconnectBackoff,
   };
   let migration: Promise<void> | undefined;
-  /** Applies the migrations once; a transient failure leaves them to the next call. */
+  /**
+   * Applies the migrations once. A database that cannot be reached leaves them to the
+   * next call; any other failure is final: a {@linkcode MigrationError} from now on,
+   * never retried as if the database were down.
+   */
   const ensureMigrated = (): Promise<void> => {
     migration ??= migratePostgresOnce(url, clientOptions).catch((error) => {
-      migration = undefined;
-      throw error;
+      // Drizzle wraps a failed statement in an error without SQLSTATE; the driver's is its cause.
+      const cause = (error as { code?: unknown }).code === undefined && error?.cause
+        ? error.cause
+        : error;
+      if (isUnreachable(cause)) {
+        migration = undefined;
+        throw cause;
+      }
+      throw new MigrationError(description, cause);
     });
     return migration;
   };
@@ -159,9 +170,7 @@ async function openPostgres(url: string, options: StoreOptions): Promise<Store> 
     } catch (error) {
       // Unreachable is fine: events are spooled and the migrations run before the first write.
       // A refused login or a missing database is a configuration error: say so now.
-      if (!isUnreachable(error)) {
-        throw new Error(`cannot migrate ${description}: ${errorText(error)}`, { cause: error });
-      }
+      if (!isUnreachable(error)) throw error;
     }
   } else {
     migration = Promise.resolve();
@@ -331,6 +340,19 @@ export async function applyMigrations(options: StoreOptions): Promise<MigrationR
   }
 }
 
+/**
+ * The migrations failed for a reason other than an unreachable database (a SQL error,
+ * a missing privilege, a conflicting object): retrying cannot help, someone must act.
+ */
+export class MigrationError extends Error {
+  /** Not a SQLSTATE: never mistaken for a transient or a row-level error. */
+  readonly code = "MIGRATION_FAILED";
+  constructor(description: string, cause: unknown) {
+    super(`cannot migrate ${description}: ${errorText(cause)}`, { cause });
+    this.name = "MigrationError";
+  }
+}
+
 /** A write transaction ran past {@linkcode StoreOptions.writeTimeoutMs}. */
 export class StoreTimeoutError extends Error {
   /** Like a connection error: the write may be retried. */
@@ -356,6 +378,7 @@ const PERMANENT_CODES = new Set(["54000", "54001"]);
  * constraint errors (`22xxx`, `23xxx`, `54000`).
  */
 export function isTransientError(error: unknown): boolean {
+  if (error instanceof MigrationError) return false;
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) {
     return !(PERMANENT_CLASSES.has(code.slice(0, 2)) || PERMANENT_CODES.has(code));

@@ -7,7 +7,7 @@ import { uuidv7 } from "../daemon/ids.ts";
 import { Ingest, type IngestOptions } from "../daemon/ingest.ts";
 import { DaemonMetrics } from "../daemon/metrics.ts";
 import { eventRecord } from "../daemon/ingest_record.ts";
-import { isTransientError, openStore, type Store } from "../daemon/store.ts";
+import { isTransientError, MigrationError, openStore, type Store } from "../daemon/store.ts";
 import { actionRuns, amiEvents, amiEventsRejected, amiSessions } from "../schema/mod.ts";
 import { FIXTURE_NAMES, loadFixture } from "./fixtures.ts";
 import { eventAt } from "./ingest_child.ts";
@@ -528,6 +528,35 @@ Deno.test("PostgreSQL: damaged spool lines, refused rows and the queue's bound a
     assert.match(text, /^dami_log_lines_dropped_total \d+$/m);
     assert.match(text, /^dami_log_lines_suppressed_total \d+$/m);
     await store.close();
+  });
+});
+
+Deno.test("PostgreSQL: migrations that fail for good once the database answers stop the writer at once, never retried as an outage", async () => {
+  await withPostgres("ingest_migration", async (url, dataDir) => {
+    // An object in the way of the first migration: retrying cannot fix that.
+    const setup = await openStore({ url, dataDir, migrate: false });
+    await setup.db.execute(sql`CREATE TABLE ami_sessions (x int)`);
+    await setup.close();
+    const proxy = TcpProxy.start({ hostname: "127.0.0.1", port: 5432 });
+    proxy.cut(600_000); // unreachable at start: the migrations wait for the first write
+    const store = await openStore({ url: proxy.url(url), dataDir });
+    const fatal = Promise.withResolvers<Error>();
+    const ingest = await Ingest.open({ store, dataDir, onFatal: fatal.resolve });
+    ingestSession(ingest, "pbx1", 100);
+    await ingest.flush();
+    proxy.restore();
+    const error = await fatal.promise;
+    assert.ok(error instanceof MigrationError, String(error));
+    assert.match(error.message, /^cannot migrate .*: 42P07 /);
+    const stats = ingest.stats();
+    assert.equal(stats.dbUp, false);
+    assert.match(stats.lastError ?? "", /cannot migrate/);
+    assert.equal(isTransientError(error), false);
+    await ingest.close({ timeoutMs: 60_000 });
+    assert.equal(ingest.stats().storedEvents, 0);
+    assert.ok(ingest.stats().spoolBytes > 0, "every record stays in the spool");
+    await store.close();
+    await proxy.close();
   });
 });
 

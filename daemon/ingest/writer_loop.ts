@@ -15,7 +15,7 @@ import type { BatchWriter, WriteResult } from "../batch_writer.ts";
 import { decodeRecord, type IngestRecord, recordServer } from "../ingest_record.ts";
 import { DATABASE_RETRY, retryDelay } from "../retry.ts";
 import type { Spool, SpoolPosition } from "../spool.ts";
-import { errorText } from "../store.ts";
+import { errorText, MigrationError } from "../store.ts";
 import type { RecordQueue } from "./queue.ts";
 import type { IngestCounters } from "./stats.ts";
 
@@ -37,6 +37,8 @@ export interface WriterLoopOptions {
   afterCommit: () => void;
   /** After each commit, with the `receivedAt` of the events stored and the commit time. */
   onCommitted?: (receivedAtMs: readonly number[], committedAtMs: number) => void;
+  /** When the writer stops for good (the migrations failed): the daemon must stop. */
+  onFatal?: (error: Error) => void;
 }
 
 /** The writer; it starts at construction and runs until {@linkcode WriterLoop.drain}. */
@@ -188,6 +190,17 @@ export class WriterLoop {
       } catch (error) {
         if (this.#stopped) return undefined;
         this.#lastError = errorText(error);
+        if (error instanceof MigrationError) {
+          this.#dbUp = false;
+          this.#stopped = true;
+          log.fatal(
+            "{error}. Nothing more is written; every record stays in the spool for the " +
+              "next start. Fix the database (or run deno task migrate to see the error), then restart.",
+            { error: this.#lastError },
+          );
+          this.#o.onFatal?.(error);
+          return undefined;
+        }
         const now = Date.now();
         if (this.#dbUp) {
           this.#dbUp = false;
