@@ -2,7 +2,7 @@
  * `deno task bench`: every benchmark, one after the other, each heavy part in its own
  * process. Prints one JSON object per figure on stdout (progress on stderr).
  *
- * Usage: deno task bench [parse|ingest|projections|fleet|settle|embedded|years ...]
+ * Usage: deno task bench [parse|ingest|projections|fleet|settle|embedded|daemon|years ...]
  * (default: all but `years`, which builds a 10-million-event store and takes about 20 minutes)
  *
  * @module
@@ -15,11 +15,12 @@ import { runFleetBench } from "./fleet_bench.ts";
 import { settleBench } from "./settle_bench.ts";
 import { runYearsBench } from "./years_bench.ts";
 import { runEmbeddedBench } from "./embedded_bench.ts";
+import { runDaemonBench } from "./daemon_bench.ts";
 
 const wanted = new Set(
   Deno.args.length > 0
     ? Deno.args
-    : ["parse", "ingest", "projections", "fleet", "settle", "embedded"],
+    : ["parse", "ingest", "projections", "fleet", "settle", "embedded", "daemon"],
 );
 const cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
 console.error(
@@ -78,4 +79,12 @@ if (wanted.has("years")) {
   for (const figure of await runYearsBench()) {
     console.log(JSON.stringify({ bench: "years", ...figure }));
   }
+}
+if (wanted.has("daemon")) {
+  console.error(
+    "daemon: RSS of the daemon process at a steady 2,000 events/s for 60 s (PostgreSQL)",
+  );
+  console.log(
+    JSON.stringify({ bench: "daemon", ...await runDaemonBench({ rate: 2000, seconds: 60 }) }),
+  );
 }

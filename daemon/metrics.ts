@@ -174,6 +174,20 @@ export class DaemonMetrics {
       "Records forgotten from memory at the queue's byte bound (each is in the spool).",
       (s) => s.queueEvictions,
     );
+    new Gauge({
+      name: "dami_process_memory_bytes",
+      help:
+        "The daemon's memory: rss (resident), heap_used and heap_total (V8 heap), external (buffers outside it).",
+      labelNames: ["kind"],
+      registers,
+      collect() {
+        const m = Deno.memoryUsage();
+        this.set({ kind: "rss" }, m.rss);
+        this.set({ kind: "heap_used" }, m.heapUsed);
+        this.set({ kind: "heap_total" }, m.heapTotal);
+        this.set({ kind: "external" }, m.external);
+      },
+    });
     new Counter({
       name: "dami_log_lines_dropped_total",
       help: "Log lines dropped because stdout did not keep up (its buffer was full).",
