@@ -9,8 +9,12 @@
  * heap used, heap total and external memory at the end, so that a regression can be
  * placed (V8 heap, buffers outside it, or the allocator).
  *
+ * By default the daemon runs with the V8 flags of `deno task start` (deno.json):
+ * `--optimize-for-size`, which keeps V8's heap close to what is live, at about twice
+ * the CPU time (figures in the README). `--v8-flags ""` measures without.
+ *
  * Run: `deno task bench daemon`, or `deno run -A bench/daemon_bench.ts [--rate N]
- * [--seconds N] [--v8-flags FLAGS]`.
+ * [--seconds N] [--v8-flags FLAGS] [--profile]`.
  *
  * @module
  */
@@ -31,7 +35,10 @@ export interface DaemonBenchOptions {
    * @default {60}
    */
   seconds?: number;
-  /** V8 flags for the daemon (`--v8-flags=...`), to compare settings. */
+  /**
+   * V8 flags for the daemon (`--v8-flags=...`), to compare settings; `""` for none.
+   * @default {the flags of `deno task start` in deno.json}
+   */
   v8Flags?: string;
   /**
    * Also run V8's sampling heap profiler over the second half of the run (through the
@@ -61,6 +68,12 @@ export interface DaemonBenchResult {
 }
 
 const MAIN = fileURLToPath(new URL("../daemon/main.ts", import.meta.url));
+
+/** The V8 flags `deno task start` runs the daemon with: what is measured by default. */
+export function shippedV8Flags(): string {
+  const config = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url)));
+  return /--v8-flags=(\S+)/.exec(config.tasks.start)?.[1] ?? "";
+}
 const TICK_MS = 10;
 const encoder = new TextEncoder();
 
@@ -152,6 +165,7 @@ async function scrape(url: string): Promise<Map<string, number>> {
 export async function runDaemonBench(options: DaemonBenchOptions = {}): Promise<DaemonBenchResult> {
   const rate = options.rate ?? 2000;
   const seconds = options.seconds ?? 60;
+  const v8Flags = options.v8Flags ?? shippedV8Flags();
   const database = await createTestDatabase("bench_daemon");
   const dir = await Deno.makeTempDir({ prefix: "dami-bench-daemon-" });
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -179,7 +193,7 @@ export async function runDaemonBench(options: DaemonBenchOptions = {}): Promise<
     args: [
       "run",
       "-A",
-      ...(options.v8Flags ? [`--v8-flags=${options.v8Flags}`] : []),
+      ...(v8Flags ? [`--v8-flags=${v8Flags}`] : []),
       ...(options.profile ? ["--inspect=127.0.0.1:9239"] : []),
       MAIN,
       "--config",
@@ -245,7 +259,7 @@ export async function runDaemonBench(options: DaemonBenchOptions = {}): Promise<
     scenario: "daemon-rss",
     rate,
     seconds,
-    v8Flags: options.v8Flags ?? null,
+    v8Flags: v8Flags || null,
     eventsSent: counter.sent,
     eventsStored: figures.get('dami_events_stored_total{server="pbx1"}') ?? 0,
     steadyRssMb: round(secondHalf[Math.floor(secondHalf.length / 2)] ?? 0),
