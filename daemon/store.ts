@@ -246,6 +246,7 @@ function transaction<T>(
 
 /** A network-level failure (no SQLSTATE), a connection exception, shutdown or resources. */
 function isUnreachable(error: unknown): boolean {
+  if (error instanceof MigrationError) return false;
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code !== "string" || !/^[0-9A-Z]{5}$/.test(code)) return true;
   return code.startsWith("08") || code.startsWith("57P") || code.startsWith("53");
