@@ -8,7 +8,7 @@ import { parseConfig } from "../daemon/config.ts";
 import { eventRecord, eventRowValues, fieldsJson } from "../daemon/ingest_record.ts";
 import { DaemonMetrics } from "../daemon/metrics.ts";
 import {
-  type ActionRunRecord,
+  type ActionRun,
   type SessionEnd,
   type SessionRecorder,
   Supervisor,
@@ -40,7 +40,7 @@ class Recorder implements SessionRecorder {
     this.ended.push(session);
     wake();
   }
-  actionRun(_run: ActionRunRecord) {}
+  actionRun(_run: ActionRun) {}
 }
 
 Deno.test("an endless Presence: Follows / Response: Follows message ends the session with reason protocol, counted, and the next session records again", async () => {
@@ -123,7 +123,7 @@ function countingHeaders(headers: AmiMessage["headers"]) {
 Deno.test("a 100,000-header event is stored with every header: fields equal the headers", () => {
   for (const repeated of [false, true]) {
     const message = bigEvent(100_000, repeated);
-    const row = eventRowValues(eventRecord("pbx1", "s1", message).row);
+    const row = eventRowValues(eventRecord("pbx1", "s1", message));
     const fields = JSON.parse(row.fields!);
     assert.equal(Object.keys(fields).length, 100_001);
     assert.deepEqual(fields, headersToFields(message.headers));
