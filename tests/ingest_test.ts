@@ -466,7 +466,17 @@ Deno.test("PostgreSQL: with the database down, 100 kB events stay within the que
     proxy.cut(600_000);
     const store = await openStore({ url: proxy.url(url), dataDir });
     const queueBytes = 4 * 1024 * 1024;
-    const ingest = await Ingest.open({ store, dataDir, queueBytes });
+    const allStored = Promise.withResolvers<void>();
+    let stored = 0;
+    const ingest = await Ingest.open({
+      store,
+      dataDir,
+      queueBytes,
+      onCommitted: (events) => {
+        stored += events.length;
+        if (stored === 500) allStored.resolve();
+      },
+    });
     const sessionId = uuidv7();
     ingest.sessionStarted({ id: sessionId, server: "pbx1", connectedAt: new Date() });
     const big = "x".repeat(100_000);
@@ -488,10 +498,12 @@ Deno.test("PostgreSQL: with the database down, 100 kB events stay within the que
     assert.ok(full.spoolBytes > 500 * 100_000);
 
     proxy.restore();
-    await ingest.close({ timeoutMs: 60_000 });
+    // Wait for the writer to catch up (close() itself would stop at the first failed write).
+    await allStored.promise;
     const after = ingest.stats();
     assert.equal(after.storedEvents, 500);
     assert.equal(after.queueSpilled, false);
+    await ingest.close({ timeoutMs: 60_000 });
     await assertExactlyOnceInOrder(store, new Map([[sessionId, 500]]));
     await store.close();
     await proxy.close();
