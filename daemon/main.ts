@@ -24,6 +24,7 @@ import type { SimulatedPbx } from "./demo_mode.ts";
 import { EmbeddedStoreBusyError } from "./embedded/embedded.ts";
 import { type HttpServer, startHttp, storeHealthOf } from "./http.ts";
 import { Fleet, type LeaseConnection } from "./fleet.ts";
+import { startApi } from "./api/start.ts";
 import { Ingest } from "./ingest.ts";
 import { registerSecret, setupLogging, shutdownLogging } from "./log.ts";
 import { DaemonMetrics } from "./metrics.ts";
@@ -50,7 +51,8 @@ Environment:
   DATABASE_URL   PostgreSQL URL when the config has no database.url (else: embedded store)
   any \${VAR} used in the config file (e.g. AMI_SECRET)
 
-HTTP: GET /healthz (200 when every server is connected and the store writable), GET /metrics.
+HTTP: GET /healthz (200 when every server is connected and the store writable), GET /metrics,
+      /api/* (queries, calls, events stream, live state; Bearer http.token when set).
 Signals: SIGTERM / SIGINT stop schedules, log off every server, flush, exit 0.`;
 
 /** Runs the daemon until a shutdown signal; resolves to the exit code. */
@@ -167,11 +169,16 @@ export async function main(args: string[]): Promise<number> {
   }
 
   const metrics = new DaemonMetrics();
+  registerSecret(config.http.token);
+  const api = startApi({ db: store.db, token: config.http.token });
   const ingest = await Ingest.open({
     store,
     dataDir: config.dataDir,
     spoolCapBytes: config.spoolCapBytes,
-    onCommitted: metrics.observeCommit,
+    onCommitted: (receivedAtMs, committedAtMs) => {
+      metrics.observeCommit(receivedAtMs, committedAtMs);
+      api.wake();
+    },
   });
   metrics.watchIngest(() => ingest.stats());
 
@@ -206,6 +213,7 @@ export async function main(args: string[]): Promise<number> {
       metrics,
       fleet: () => fleet.status,
       projector: projectorStats,
+      api,
     });
   } catch (error) {
     if (pbx !== undefined && error instanceof Deno.errors.AddrInUse) {
@@ -220,6 +228,7 @@ export async function main(args: string[]): Promise<number> {
         storeHealth,
         metrics,
         projector: projectorStats,
+        api,
       });
     } else {
       log.fatal("cannot serve HTTP on {listen}: {message}", {
@@ -227,6 +236,7 @@ export async function main(args: string[]): Promise<number> {
         message: (error as Error).message,
       });
       await projector.stop();
+      await api.stop();
       await ingest.close();
       await store.close();
       await pbx?.close();
@@ -277,6 +287,7 @@ export async function main(args: string[]): Promise<number> {
       step("projector stopped", () => within(projector.stop(), 3000)),
       step("HTTP closed", () => http.close()),
     ]);
+    await step("API stopped", () => api.stop());
     await step("ingest flushed", () => ingest.close({ timeoutMs: 5000 }));
     // The last events are in the database: project them too, so that queries run after
     // the stop are current (bounded; whatever is left is projected at the next start).

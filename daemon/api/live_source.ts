@@ -1,0 +1,96 @@
+/**
+ * Keeps a {@linkcode LiveState} current: rebuilt at start from the log (for each server,
+ * the events of its latest AMI session, which begin with the on-connect snapshot
+ * actions' answers), then fed every batch the event tail settles. Listeners get the
+ * changes of each batch with the id they are as of.
+ *
+ * The tail is listened to before the rebuild reads the log, and the rebuild stops at the
+ * horizon of that moment, so no event is applied twice or missed between the two.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { sql } from "drizzle-orm";
+import { selectRows, type SqlExecutor } from "../../queries/db.ts";
+import { EVENT_JSON } from "./event_log.ts";
+import type { EventTail, TailBatch } from "./event_tail.ts";
+import { type LiveChange, type LiveEvent, LiveState } from "./live_state.ts";
+
+/** Changes of one batch; `asOf` is the id of its last event. */
+export type LiveListener = (changes: LiveChange[], asOf: number) => void;
+
+/** Rows per page of the rebuild. */
+const REBUILD_PAGE = 2000;
+
+/** The live state and its change feed; create with {@linkcode LiveSource.start}. */
+export class LiveSource {
+  readonly state: LiveState = new LiveState();
+  readonly #listeners = new Set<LiveListener>();
+  #unlisten: () => void = () => {};
+
+  /** Rebuilds from the log up to the tail's horizon, then follows the tail. */
+  static async start(db: SqlExecutor, tail: EventTail): Promise<LiveSource> {
+    const source = new LiveSource();
+    const held: TailBatch[] = [];
+    let rebuilt = false;
+    source.#unlisten = tail.listen((batch) => {
+      if (rebuilt) source.#apply(batch);
+      else held.push(batch);
+    });
+    const upTo = tail.horizon;
+    const started = performance.now();
+    let count = 0;
+    const sessions = await selectRows<{ server: string; first: string | null }>(
+      db,
+      sql`select s.server, (select min(e.id) from ami_events e where e.session_id = s.id)::text as first
+            from (select distinct on (server) server, id from ami_sessions
+                   order by server, connected_at desc) s`,
+    );
+    for (const { server, first } of sessions) {
+      if (first === null) continue;
+      let after = Number(first) - 1;
+      for (;;) {
+        const rows = await selectRows<{ id: string; j: string }>(
+          db,
+          sql`select id::text as id, ${EVENT_JSON} as j from ami_events
+               where server = ${server} and id > ${String(after)}::bigint
+                 and id <= ${String(upTo)}::bigint
+               order by ami_events.id limit ${REBUILD_PAGE}`,
+        );
+        for (const row of rows) source.state.apply(JSON.parse(row.j) as LiveEvent);
+        count += rows.length;
+        if (rows.length < REBUILD_PAGE) break;
+        after = Number(rows[rows.length - 1].id);
+      }
+    }
+    source.state.takeChanges();
+    rebuilt = true;
+    for (const batch of held) source.#apply(batch);
+    getLogger(["dami", "http"]).info(
+      "live state rebuilt from {count} events of {servers} server(s) in {ms} ms",
+      { count, servers: sessions.length, ms: Math.round(performance.now() - started) },
+    );
+    return source;
+  }
+
+  /** Calls `listener` after each batch applied; returns the unsubscribe. */
+  listen(listener: LiveListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Stops following the tail. */
+  close(): void {
+    this.#unlisten();
+    this.#listeners.clear();
+  }
+
+  #apply(batch: TailBatch): void {
+    for (const event of batch.events) {
+      if (event.id > this.state.asOf) this.state.apply(JSON.parse(event.data) as LiveEvent);
+    }
+    const changes = this.state.takeChanges();
+    if (changes.length === 0) return;
+    for (const listener of this.#listeners) listener(changes, this.state.asOf);
+  }
+}
