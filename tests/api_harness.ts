@@ -38,12 +38,17 @@ export async function startReadSide(
   options: {
     kind?: "postgres" | "pglite";
     before?: (store: Store) => Promise<void>;
+    /** Another API over this read side's store (a daemon restart); closing it keeps the store. */
+    reuse?: ReadSide;
     api?: Omit<StartApiOptions, "db">;
   } = {},
 ): Promise<ReadSide> {
-  const database = options.kind === "pglite" ? undefined : await createTestDatabase("api");
+  const reuse = options.reuse;
+  const database = options.kind === "pglite" || reuse !== undefined
+    ? undefined
+    : await createTestDatabase("api");
   const dataDir = await Deno.makeTempDir({ prefix: "dami-api-" });
-  const store = await openStore({ url: database?.url, dataDir });
+  const store = reuse?.store ?? await openStore({ url: database?.url, dataDir });
   await options.before?.(store);
   const handle = startApi({
     db: store.db,
@@ -66,7 +71,7 @@ export async function startReadSide(
     api,
     http,
     base,
-    url: database?.url,
+    url: database?.url ?? reuse?.url,
     get: (path, headers = {}, signal) =>
       fetch(`${base}${path}`, {
         headers: { authorization: `Bearer ${TOKEN}`, ...headers },
@@ -82,7 +87,7 @@ export async function startReadSide(
     async close() {
       await http.close();
       await handle.stop();
-      await store.close();
+      if (reuse === undefined) await store.close();
       await database?.drop();
       await Deno.remove(dataDir, { recursive: true });
     },

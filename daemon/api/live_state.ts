@@ -300,11 +300,19 @@ export class LiveState {
       case "AgentConnect":
       case "AgentComplete": {
         const queue = this.#queue(s, f("Queue"));
-        const member = queue.members[f("Interface") ?? ""];
-        if (member !== undefined) {
-          member.in_call = name === "AgentConnect";
-          this.#changed(event.server, "queue", queue.name);
-        }
+        const iface = f("Interface") ?? "";
+        // A member known only from these events (no QueueStatus yet) is added.
+        queue.members[iface] ??= {
+          interface: iface,
+          name: f("MemberName") ?? iface,
+          state: "unknown",
+          paused: false,
+          paused_reason: null,
+          in_call: false,
+          calls_taken: null,
+        };
+        queue.members[iface].in_call = name === "AgentConnect";
+        this.#changed(event.server, "queue", queue.name);
         break;
       }
       case "PeerStatus":

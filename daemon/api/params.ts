@@ -15,7 +15,10 @@ export function badRequest(param: string, message: string): Response {
 export function checkParams(url: URL, allowed: readonly string[]): Response | undefined {
   for (const name of url.searchParams.keys()) {
     if (!allowed.includes(name)) {
-      return badRequest(name, `unknown parameter (expected one of: ${allowed.join(", ")})`);
+      return badRequest(
+        name,
+        `unknown parameter "${name}" (expected one of: ${allowed.join(", ")})`,
+      );
     }
   }
   return undefined;
