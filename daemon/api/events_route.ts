@@ -109,9 +109,15 @@ export function eventsRoute(options: EventsRouteOptions): (request: Request) => 
 
     async function follow(stream: SseStream, last: number): Promise<void> {
       const everything = isEmptyFilter(filter);
+      let live = false;
       while (stream.end === undefined && !tail.closed) {
         const advanced = tail.advanced();
         const batches = tail.batchesAfter(last);
+        if (batches === undefined && live) {
+          // It was live and the ring moved past it: too slow for live.
+          stream.disconnect();
+          break;
+        }
         if (batches === undefined) {
           // Behind the ring: a page from the store, at the client's pace.
           await stream.ready();
@@ -123,17 +129,17 @@ export function eventsRoute(options: EventsRouteOptions): (request: Request) => 
           continue;
         }
         if (batches.length === 0) {
-          await Promise.race([advanced, stream.ended]);
+          await stream.until(advanced);
           continue;
         }
         // Live: one batch at a time, at the client's pace, as long as the client stays
         // within the ring. One that falls behind it while live is too slow: cut.
         if (!stream.hasRoom) {
-          await Promise.race([stream.ready(), advanced]);
-          if (tail.batchesAfter(last) === undefined) stream.disconnect();
+          await stream.until(Promise.race([stream.ready(), advanced]));
           continue;
         }
         const batch = batches[0];
+        live = true;
         if (everything && batch.from >= last) {
           stream.send(batch.bytes);
         } else {

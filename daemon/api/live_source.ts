@@ -13,7 +13,8 @@ import { getLogger } from "@logtape/logtape";
 import { sql } from "drizzle-orm";
 import { selectRows, type SqlExecutor } from "../../queries/db.ts";
 import { EVENT_JSON } from "./event_log.ts";
-import type { EventTail, TailBatch } from "./event_tail.ts";
+import type { EventTail } from "./event_tail.ts";
+import type { LogEvent } from "./event_log.ts";
 import { type LiveChange, type LiveEvent, LiveState } from "./live_state.ts";
 
 /** Changes of one batch; `asOf` is the id of its last event. */
@@ -31,11 +32,11 @@ export class LiveSource {
   /** Rebuilds from the log up to the tail's horizon, then follows the tail. */
   static async start(db: SqlExecutor, tail: EventTail): Promise<LiveSource> {
     const source = new LiveSource();
-    const held: TailBatch[] = [];
+    const held: LogEvent[][] = [];
     let rebuilt = false;
-    source.#unlisten = tail.listen((batch) => {
-      if (rebuilt) source.#apply(batch);
-      else held.push(batch);
+    source.#unlisten = tail.listen((_batch, events) => {
+      if (rebuilt) source.#apply(events);
+      else held.push([...events]);
     });
     const upTo = tail.horizon;
     const started = performance.now();
@@ -65,7 +66,7 @@ export class LiveSource {
     }
     source.state.takeChanges();
     rebuilt = true;
-    for (const batch of held) source.#apply(batch);
+    for (const events of held) source.#apply(events);
     getLogger(["dami", "http"]).info(
       "live state rebuilt from {count} events of {servers} server(s) in {ms} ms",
       { count, servers: sessions.length, ms: Math.round(performance.now() - started) },
@@ -85,8 +86,8 @@ export class LiveSource {
     this.#listeners.clear();
   }
 
-  #apply(batch: TailBatch): void {
-    for (const event of batch.events) {
+  #apply(events: readonly LogEvent[]): void {
+    for (const event of events) {
       if (event.id > this.state.asOf) this.state.apply(JSON.parse(event.data) as LiveEvent);
     }
     const changes = this.state.takeChanges();

@@ -15,7 +15,7 @@
 export interface SseOptions {
   /**
    * Most bytes queued for the client before it is disconnected.
-   * @default {4194304} (4 MiB)
+   * @default {262144} (256 KiB; the shared ring, not this queue, absorbs a client's hiccups)
    */
   maxBufferedBytes?: number;
   /**
@@ -36,20 +36,23 @@ export class SseStream {
   readonly #max: number;
   #controller!: ReadableStreamDefaultController<Uint8Array>;
   #heartbeat: ReturnType<typeof setInterval>;
-  #pulled: (() => void) | undefined;
+  /** Resolvers waiting for the connection to take from the queue. */
+  #pulled: (() => void)[] = [];
+  /** Resolvers of {@linkcode SseStream.until} and {@linkcode SseStream.ready} calls, settled at the end. */
+  #waiters = new Set<() => void>();
   #ended = Promise.withResolvers<SseEnd>();
   #end: SseEnd | undefined;
 
   constructor(options: SseOptions = {}) {
-    this.#max = options.maxBufferedBytes ?? 4 * 1024 * 1024;
+    this.#max = options.maxBufferedBytes ?? 256 * 1024;
     const body = new ReadableStream<Uint8Array>({
       start: (controller) => {
         this.#controller = controller;
       },
       pull: () => {
         const pulled = this.#pulled;
-        this.#pulled = undefined;
-        pulled?.();
+        this.#pulled = [];
+        for (const resolve of pulled) resolve();
       },
       cancel: () => this.#finish("client closed"),
     }, { highWaterMark: this.#max, size: (chunk) => chunk.byteLength });
@@ -117,10 +120,30 @@ export class SseStream {
   /** Resolves once the queue has room (or the stream ended): pace for a writer that can wait. */
   async ready(): Promise<void> {
     while (this.#end === undefined && (this.#controller.desiredSize ?? 0) <= 0) {
-      const { promise, resolve } = Promise.withResolvers<void>();
-      this.#pulled = resolve;
-      await Promise.race([promise, this.#ended.promise]);
+      await this.#wait((resolve) => this.#pulled.push(resolve));
     }
+  }
+
+  /**
+   * Resolves when `event` does or the stream ends, whichever first. (A `Promise.race`
+   * with {@linkcode SseStream.ended} would leave one reaction on that long-lived promise
+   * per call: memory that grows with every batch of a long stream.)
+   */
+  until(event: Promise<unknown>): Promise<void> {
+    return this.#wait((resolve) => event.then(resolve, resolve));
+  }
+
+  /** Waits for `arm`'s callback or the end of the stream. */
+  #wait(arm: (resolve: () => void) => void): Promise<void> {
+    if (this.#end !== undefined) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.#waiters.delete(done);
+        resolve();
+      };
+      this.#waiters.add(done);
+      arm(done);
+    });
   }
 
   /** Ends the stream from the server side: what is queued is still delivered. */
@@ -141,5 +164,6 @@ export class SseStream {
       // Already closed by the other side.
     }
     this.#ended.resolve(end);
+    for (const waiter of [...this.#waiters]) waiter();
   }
 }
