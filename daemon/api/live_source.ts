@@ -1,7 +1,9 @@
 /**
  * Keeps a {@linkcode LiveState} current: rebuilt at start from the log (for each server,
- * the events of its latest AMI session, which begin with the on-connect snapshot
- * actions' answers), then fed every batch the event tail settles. Listeners get the
+ * the events of its latest AMI session if it is still open, which begin with the
+ * on-connect snapshot actions' answers), then fed every batch the event tail settles.
+ * The rebuild reads that whole session: after a crash of a daemon that ran for months,
+ * that is months of one server's events (read at about the replay rate of the stream). Listeners get the
  * changes of each batch with the id they are as of.
  *
  * The tail is listened to before the rebuild reads the log, and the rebuild stops at the
@@ -41,11 +43,17 @@ export class LiveSource {
     const upTo = tail.horizon;
     const started = performance.now();
     let count = 0;
+    // The latest session of each server, when it is still open: a session that ended
+    // (the daemon stopped cleanly) is cleared by the next one anyway. Its first event by
+    // seq is its first by id (one writer per session).
     const sessions = await selectRows<{ server: string; first: string | null }>(
       db,
-      sql`select s.server, (select min(e.id) from ami_events e where e.session_id = s.id)::text as first
-            from (select distinct on (server) server, id from ami_sessions
-                   order by server, connected_at desc) s`,
+      sql`select s.server,
+                 (select e.id from ami_events e where e.session_id = s.id
+                   order by e.seq limit 1)::text as first
+            from (select distinct on (server) server, id, disconnected_at from ami_sessions
+                   order by server, connected_at desc) s
+           where s.disconnected_at is null`,
     );
     for (const { server, first } of sessions) {
       if (first === null) continue;
