@@ -71,7 +71,8 @@ async function serverRole(): Promise<void> {
   let committed = 0;
   let committedTarget = Infinity;
   let allCommitted = () => {};
-  const api = startApi({ db: store.db });
+  const handle = startApi({ db: store.db });
+  const api = handle;
   const ingest = await Ingest.open({
     store,
     dataDir,
@@ -130,7 +131,8 @@ async function serverRole(): Promise<void> {
     return done.promise;
   };
   reply({ port: http.port });
-  for await (const line of lines(Deno.stdin.readable)) {
+  const input = lines(Deno.stdin.readable);
+  for await (const line of input) {
     const [command, a, b] = line.trim().split(/\s+/);
     if (command === "feed") {
       const rate = Number(a);
@@ -168,15 +170,18 @@ async function serverRole(): Promise<void> {
       committed = 0;
       commitTimes = new Float64Array(0);
       const done = expect(events);
+      const cpuBefore = cpuSeconds();
       const started = performance.now();
       for (let fed = 0; fed < events; fed += 500) {
         feedBytes(Math.min(500, events - fed));
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
       await done;
+      const seconds = (performance.now() - started) / 1000;
       reply({
         events,
-        eventsPerSecond: Math.round(events / ((performance.now() - started) / 1000)),
+        eventsPerSecond: Math.round(events / seconds),
+        cpuMsPer1000: Math.round((cpuSeconds() - cpuBefore) / events * 1e6),
       });
     } else if (command === "fill") {
       // A large log written straight by SQL (the ingest rate is measured elsewhere):
@@ -193,18 +198,27 @@ async function serverRole(): Promise<void> {
             join ami_events t on t.id = 1 + (g % ${template})`);
       }
       await store.db.execute(sql`vacuum analyze ami_events`);
-      reply({ lastId: await maxId() });
+      // The tail (and the live state) follow the new rows before the replay is measured.
+      const lastId = await maxId();
+      const ready = await handle.ready;
+      while (ready.tail.horizon < lastId) await new Promise((resolve) => setTimeout(resolve, 50));
+      reply({ lastId });
     } else if (command === "watch") {
       // RSS sampling until `unwatch`.
       const rssBefore = rssMb();
       let rssMax = rssBefore;
       const sampler = setInterval(() => rssMax = Math.max(rssMax, rssMb()), 100);
       reply({ watching: true, rssBefore });
-      for await (const next of lines(Deno.stdin.readable)) {
-        if (next.trim() === "unwatch") break;
+      for (let next = await input.next(); !next.done; next = await input.next()) {
+        if (next.value.trim() === "unwatch") break;
       }
       clearInterval(sampler);
       reply({ rssBefore, rssMax });
+    } else if (command === "streams") {
+      // Waits until `a` stream clients are connected.
+      const api = await handle.ready;
+      while (api.streams < Number(a)) await new Promise((resolve) => setTimeout(resolve, 20));
+      reply({ streams: api.streams });
     } else if (command === "quit") {
       break;
     }
@@ -461,18 +475,28 @@ export async function runStreamBench(
     const { port } = await server.read();
     await server.ask("burst 50000"); // warm-up
     const alone = await server.ask("burst 200000");
-    const followers = await startClients(port, clients);
+    // The clients here are curl processes writing to /dev/null: on a machine with few
+    // cores, JavaScript clients would take the CPU the daemon is being measured on.
+    const curls = Array.from({ length: clients }, () =>
+      new Deno.Command("curl", {
+        args: ["-N", "-s", "-o", "/dev/null", `http://127.0.0.1:${port}/api/events`],
+        stdout: "null",
+        stderr: "null",
+      }).spawn());
+    const { streams } = await server.ask("streams " + clients);
     const followed = await server.ask("burst 200000");
-    const { received } = await stopClients(followers);
+    for (const curl of curls) curl.kill();
+    await Promise.all(curls.map((c) => c.status));
     results.push({
       scenario: "ingest",
-      clients,
+      clients: streams,
       events: 200_000,
       eventsPerSecondAlone: alone.eventsPerSecond,
       eventsPerSecondFollowed: followed.eventsPerSecond,
       slowdownPercent: Math.round((1 - followed.eventsPerSecond / alone.eventsPerSecond) * 1000) /
         10,
-      messagesReceived: received,
+      daemonCpuMsPer1000EventsAlone: alone.cpuMsPer1000,
+      daemonCpuMsPer1000EventsFollowed: followed.cpuMsPer1000,
     });
     await server.send("quit");
     await server.end();

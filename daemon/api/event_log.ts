@@ -35,6 +35,7 @@ const EVENTS = sql.raw(getTableName(amiEvents));
 export interface LogEvent {
   readonly id: number;
   readonly server: string;
+  readonly session_id: string;
   readonly event: string;
   readonly uniqueid: string | null;
   readonly linkedid: string | null;
@@ -45,6 +46,7 @@ export interface LogEvent {
 interface LogRow {
   id: string;
   server: string;
+  session_id: string;
   event: string;
   uniqueid: string | null;
   linkedid: string | null;
@@ -73,7 +75,7 @@ export async function readEvents(
   const bound: SQL = upTo === undefined ? sql`` : sql` and id <= ${String(upTo)}::bigint`;
   const rows = await selectRows<LogRow>(
     db,
-    sql`select id::text as id, server, event, uniqueid, linkedid, ${EVENT_JSON} as data
+    sql`select id::text as id, server, session_id, event, uniqueid, linkedid, ${EVENT_JSON} as data
           from ${EVENTS}
          where id > ${String(after)}::bigint${bound}${filterSql(filter)}
          order by ${EVENTS}.id limit ${limit}`,

@@ -64,7 +64,7 @@ export interface TailBatch {
 }
 
 /** An event held in the ring: its id and the columns the stream filters match. */
-export type RingEvent = Omit<LogEvent, "data">;
+export type RingEvent = Omit<LogEvent, "data" | "session_id">;
 
 /** Called with each batch appended and its events in full (with their JSON). */
 export type TailListener = (batch: TailBatch, events: readonly LogEvent[]) => void;

@@ -59,14 +59,18 @@ export class LiveSource {
       if (first === null) continue;
       let after = Number(first) - 1;
       for (;;) {
-        const rows = await selectRows<{ id: string; j: string }>(
+        const rows = await selectRows<{ id: string; session_id: string; event: string; j: string }>(
           db,
-          sql`select id::text as id, ${EVENT_JSON} as j from ami_events
+          sql`select id::text as id, session_id, event, ${EVENT_JSON} as j from ami_events
                where server = ${server} and id > ${String(after)}::bigint
                  and id <= ${String(upTo)}::bigint
                order by ami_events.id limit ${REBUILD_PAGE}`,
         );
-        for (const row of rows) source.state.apply(JSON.parse(row.j) as LiveEvent);
+        for (const row of rows) {
+          if (source.state.needs(server, row.session_id, row.event)) {
+            source.state.apply(JSON.parse(row.j) as LiveEvent);
+          } else source.state.pass(Number(row.id), server);
+        }
         count += rows.length;
         if (rows.length < REBUILD_PAGE) break;
         after = Number(rows[rows.length - 1].id);
@@ -96,7 +100,11 @@ export class LiveSource {
 
   #apply(events: readonly LogEvent[]): void {
     for (const event of events) {
-      if (event.id > this.state.asOf) this.state.apply(JSON.parse(event.data) as LiveEvent);
+      if (event.id <= this.state.asOf) continue;
+      // Most events (VarSet, Newexten, CEL, ...) change nothing here: not parsed.
+      if (this.state.needs(event.server, event.session_id, event.event)) {
+        this.state.apply(JSON.parse(event.data) as LiveEvent);
+      } else this.state.pass(event.id, event.server);
     }
     const changes = this.state.takeChanges();
     if (changes.length === 0) return;

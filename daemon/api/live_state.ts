@@ -130,6 +130,38 @@ const DEVICE_STATES = [
   "on hold",
 ];
 
+/** The events that change the state (besides a new session); others only move `as_of`. */
+export const LIVE_EVENTS: ReadonlySet<string> = new Set([
+  "Shutdown",
+  "Newchannel",
+  "Newstate",
+  "NewCallerid",
+  "NewConnectedLine",
+  "CoreShowChannel",
+  "CoreShowChannelsComplete",
+  "Rename",
+  "BridgeEnter",
+  "BridgeLeave",
+  "Hangup",
+  "QueueParams",
+  "QueueEntry",
+  "QueueCallerJoin",
+  "QueueCallerLeave",
+  "QueueCallerAbandon",
+  "QueueMember",
+  "QueueMemberStatus",
+  "QueueMemberAdded",
+  "QueueMemberPause",
+  "QueueMemberRemoved",
+  "AgentConnect",
+  "AgentComplete",
+  "PeerStatus",
+  "ContactStatus",
+  "PeerEntry",
+  "EndpointList",
+  "DeviceStateChange",
+]);
+
 /** A case-insensitive view of an event's fields. */
 function fieldReader(fields: LiveEvent["fields"]): (name: string) => string | undefined {
   const lower = new Map<string, string>();
@@ -165,6 +197,23 @@ export class LiveState {
   /** The id of the last event applied. */
   get asOf(): number {
     return this.#asOf;
+  }
+
+  /**
+   * Whether {@linkcode LiveState.apply} must see this event in full: it is one of
+   * {@linkcode LIVE_EVENTS} or opens a new session of its server. Otherwise
+   * {@linkcode LiveState.pass} is enough (and spares parsing its fields).
+   */
+  needs(server: string, sessionId: string, event: string): boolean {
+    return LIVE_EVENTS.has(event) || this.#servers.get(server)?.session !== sessionId;
+  }
+
+  /** Moves `as_of` over an event that changes nothing (see {@linkcode LiveState.needs}). */
+  pass(id: number, server: string): void {
+    if (id <= this.#asOf) return;
+    this.#asOf = id;
+    const s = this.#servers.get(server);
+    if (s !== undefined) s.as_of = id;
   }
 
   /** Applies one event (ids increasing). */
