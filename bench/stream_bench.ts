@@ -213,7 +213,8 @@ async function serverRole(): Promise<void> {
         if (next.value.trim() === "unwatch") break;
       }
       clearInterval(sampler);
-      reply({ rssBefore, rssMax });
+      (globalThis as { gc?: () => void }).gc?.();
+      reply({ rssBefore, rssMax, heapMb: Math.round(Deno.memoryUsage().heapUsed / 2 ** 20) });
     } else if (command === "streams") {
       // Waits until `a` stream clients are connected.
       const api = await handle.ready;
@@ -430,6 +431,7 @@ export type StreamBenchResult = Record<string, string | number>;
 export async function runStreamBench(
   scenarios: readonly string[] = ["live", "ingest", "resume"],
   clients = 100,
+  resumeEvents = 1_000_000,
 ): Promise<StreamBenchResult[]> {
   const results: StreamBenchResult[] = [];
   if (scenarios.includes("live")) {
@@ -505,7 +507,7 @@ export async function runStreamBench(
     const server = new Child(["--role", "server"]);
     const { port } = await server.read();
     await server.ask("feed 20000 1"); // the template events
-    const { lastId } = await server.ask("fill 1000000");
+    const { lastId } = await server.ask(`fill ${resumeEvents}`);
     const watch = await server.ask("watch");
     const reader = new Child([
       "--role",
@@ -525,6 +527,7 @@ export async function runStreamBench(
       eventsPerSecond: read.eventsPerSecond,
       daemonRssBeforeMb: Math.round(watch.rssBefore),
       daemonRssMaxMb: Math.round(memory.rssMax),
+      daemonHeapAfterMb: memory.heapMb,
     });
     await server.send("quit");
     await server.end();
@@ -542,6 +545,7 @@ if (import.meta.main) {
       clients: { type: "string" },
       until: { type: "string" },
       sample: { type: "string" },
+      events: { type: "string" },
     },
   });
   if (values.role === "server") await serverRole();
@@ -554,7 +558,9 @@ if (import.meta.main) {
   } else if (values.role === "resume") await resumeRole(Number(values.port), Number(values.until));
   else {
     const scenarios = values.scenario === undefined ? undefined : values.scenario.split(",");
-    for (const result of await runStreamBench(scenarios, Number(values.clients ?? 100))) {
+    const clients = Number(values.clients ?? 100);
+    const events = Number(values.events ?? 1_000_000);
+    for (const result of await runStreamBench(scenarios, clients, events)) {
       console.log(JSON.stringify({ bench: "stream", ...result }));
     }
   }

@@ -83,6 +83,46 @@ export async function readEvents(
   return rows.map((r) => ({ ...r, id: Number(r.id) }));
 }
 
+/** A page of the replay: its stream messages as one text. */
+export interface EventPage {
+  /** Events in the page. */
+  readonly count: number;
+  /** The id of its last event (undefined when empty). */
+  readonly last: number | undefined;
+  /** Their stream messages (`id:`, `event: ami`, `data:`), one after the other. */
+  readonly text: string;
+}
+
+/**
+ * Like {@linkcode readEvents}, but the database builds the page's stream messages as
+ * one text: a replay of a million events then costs one string per page on this side,
+ * not an object and a string per event.
+ */
+export async function readEventPage(
+  db: SqlExecutor,
+  after: number,
+  upTo: number,
+  filter: EventFilter,
+  limit: number,
+): Promise<EventPage> {
+  const [row] = await selectRows<{ count: number; last: string | null; text: string | null }>(
+    db,
+    sql`select count(*)::int as count, max(id)::text as last,
+               string_agg('id: ' || id || E'\nevent: ami\ndata: ' || data || E'\n\n', ''
+                          order by id) as text
+          from (select id, ${EVENT_JSON} as data from ${EVENTS}
+                 where id > ${String(after)}::bigint and id <= ${String(upTo)}::bigint${
+      filterSql(filter)
+    }
+                 order by ${EVENTS}.id limit ${limit}) page`,
+  );
+  return {
+    count: row?.count ?? 0,
+    last: row?.last == null ? undefined : Number(row.last),
+    text: row?.text ?? "",
+  };
+}
+
 /** The smallest and largest id held, or undefined when the log is empty. */
 export async function idRange(db: SqlExecutor): Promise<{ min: number; max: number } | undefined> {
   const [row] = await selectRows<{ min: string | null; max: string | null }>(

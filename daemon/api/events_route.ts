@@ -22,8 +22,8 @@ import { getLogger } from "@logtape/logtape";
 import { QueryParamError, timeSql, timeZone } from "../../queries/query.ts";
 import type { SqlExecutor } from "../../queries/db.ts";
 import { callIds, type EventFilter, isEmptyFilter, matchesFilter } from "./event_filter.ts";
-import { firstIdAt, idRange, readEvents } from "./event_log.ts";
-import { eventMessage, type EventTail } from "./event_tail.ts";
+import { firstIdAt, idRange, readEventPage } from "./event_log.ts";
+import type { EventTail } from "./event_tail.ts";
 import { badRequest, checkParams } from "./params.ts";
 import { type SseOptions, SseStream } from "./sse.ts";
 
@@ -107,9 +107,18 @@ export function eventsRoute(options: EventsRouteOptions): (request: Request) => 
     });
     return stream.response;
 
+    /** A replay page after `after`, up to the horizon now. */
+    function replayPage(after: number) {
+      const upTo = tail.horizon;
+      const page = readEventPage(db, after, upTo, filter, pageSize);
+      page.catch(() => {}); // awaited when used; an unused prefetch may fail silently
+      return { after, upTo, page };
+    }
+
     async function follow(stream: SseStream, last: number): Promise<void> {
       const everything = isEmptyFilter(filter);
       let live = false;
+      let next: ReturnType<typeof replayPage> | undefined;
       while (stream.end === undefined && !tail.closed) {
         const advanced = tail.advanced();
         const batches = tail.batchesAfter(last);
@@ -119,13 +128,18 @@ export function eventsRoute(options: EventsRouteOptions): (request: Request) => 
           break;
         }
         if (batches === undefined) {
-          // Behind the ring: a page from the store, at the client's pace.
+          // Behind the ring: a page from the store, at the client's pace. The next page is
+          // asked for while this one goes out, so the database and the socket overlap.
           await stream.ready();
           if (stream.end !== undefined) return;
-          const upTo = tail.horizon;
-          const page = await readEvents(db, last, upTo, filter, pageSize);
-          if (page.length > 0) stream.send(encoder.encode(page.map(eventMessage).join("")));
-          last = page.length === pageSize ? page[page.length - 1].id : upTo;
+          const read = next?.after === last ? next : replayPage(last);
+          next = undefined;
+          const page = await read.page;
+          if (page.count > 0) stream.send(encoder.encode(page.text));
+          if (page.count === pageSize) {
+            last = page.last!;
+            next = replayPage(last);
+          } else last = read.upTo;
           continue;
         }
         if (batches.length === 0) {
