@@ -205,10 +205,12 @@ async function serverRole(): Promise<void> {
       reply({ lastId });
     } else if (command === "watch") {
       // RSS sampling until `unwatch`.
+      (globalThis as { gc?: () => void }).gc?.();
+      const heapBeforeMb = Math.round(Deno.memoryUsage().heapUsed / 2 ** 20);
       const rssBefore = rssMb();
       let rssMax = rssBefore;
       const sampler = setInterval(() => rssMax = Math.max(rssMax, rssMb()), 100);
-      reply({ watching: true, rssBefore });
+      reply({ watching: true, rssBefore, heapBeforeMb });
       for (let next = await input.next(); !next.done; next = await input.next()) {
         if (next.value.trim() === "unwatch") break;
       }
@@ -352,7 +354,8 @@ class Child {
       args: [
         "run",
         "-A",
-        ...(Deno.env.get("BENCH_V8") ? [`--v8-flags=${Deno.env.get("BENCH_V8")}`] : []),
+        // gc() before reading the heap: what is retained, not what awaits collection.
+        "--v8-flags=--expose-gc",
         new URL(import.meta.url).pathname,
         ...args,
       ],
@@ -527,6 +530,7 @@ export async function runStreamBench(
       eventsPerSecond: read.eventsPerSecond,
       daemonRssBeforeMb: Math.round(watch.rssBefore),
       daemonRssMaxMb: Math.round(memory.rssMax),
+      daemonHeapBeforeMb: watch.heapBeforeMb,
       daemonHeapAfterMb: memory.heapMb,
     });
     await server.send("quit");
