@@ -386,3 +386,12 @@ Deno.test("curl -N with the bearer token streams the log as a user types it", as
     await side.close();
   }
 });
+
+Deno.test("closing the server ends every stream: a reading client sees a clean end", async () => {
+  const side = await startReadSide();
+  const reading = new SseReader(await side.get("/api/events?since=0"));
+  await reading.next(); // retry:
+  const closed = side.close();
+  assert.equal(await reading.next(), undefined);
+  await closed;
+});

@@ -88,8 +88,13 @@ export class Api {
     return this.#streams.size;
   }
 
-  /** Ends every open stream (at shutdown, so the server can close). */
+  /**
+   * Ends every open stream (at shutdown, so the server can close): what is queued is
+   * delivered for a second, then the connections of clients that stopped reading are cut.
+   */
   close(): void {
+    const queued = [...this.#streams].filter((stream) => stream.buffered > 0);
     for (const stream of this.#streams) stream.close();
+    if (queued.length > 0) setTimeout(() => queued.forEach((stream) => stream.abort()), 1000);
   }
 }

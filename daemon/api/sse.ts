@@ -152,6 +152,16 @@ export class SseStream {
     this.#finish("server closed");
   }
 
+  /** Drops what is still queued and cuts the connection (a client that stopped reading). */
+  abort(): void {
+    this.close();
+    try {
+      this.#controller.error(new Error("the server is closing"));
+    } catch {
+      // Already fully delivered.
+    }
+  }
+
   #finish(end: SseEnd): void {
     if (this.#end !== undefined) return;
     this.#end = end;
