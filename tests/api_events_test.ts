@@ -285,7 +285,7 @@ Deno.test("a since older than the retained log gets event: reset with the oldest
     await reader.next(); // retry:
     const reset = await reader.next();
     assert.equal(reset?.event, "reset");
-    assert.deepEqual(JSON.parse(reset!.data), { oldest: cut, requested: 3 });
+    assert.deepEqual(JSON.parse(reset!.data), { oldest_id: cut, requested: 3 });
     assert.deepEqual(await readIds(reader, (got) => got.length === kept.length), kept);
     await reader.cancel();
     // A since newer than anything held: the database was replaced.

@@ -176,9 +176,9 @@ Deno.test("a PBX restart (Shutdown, or a new session) clears that server's live 
     let state = (await live(side)).servers.pbx1;
     assert.deepEqual([state.channels, state.calls, state.queues], [[], [], []]);
     const change = await stream.next();
-    assert.ok(
-      JSON.parse(change!.data).changes.some((c: { kind: string }) => c.kind === "server"),
-    );
+    const body = JSON.parse(change!.data);
+    assert.ok(body.changes.some((c: { kind: string }) => c.kind === "server"));
+    assert.deepEqual([body.server, body.state.channels, body.state.calls], ["pbx1", [], []]);
     await stream.cancel();
 
     // A new session without a Shutdown (the daemon lost the connection): cleared too.

@@ -110,6 +110,18 @@ Deno.test("calls over HTTP: keyset pages add up to the table, filters, one call 
       answered.calls[0].started_at,
       /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d$/,
     );
+    const inQueue = await (await side.get("/api/calls?queue=support")).json();
+    assert.ok(inQueue.calls.length > 0);
+    for (const c of inQueue.calls) assert.equal(c.queue, "support");
+    const agent = await (await side.get("/api/calls?endpoint=SIP/6001")).json();
+    const agentCalls = await selectRows<{ call_id: string }>(
+      side.store.db,
+      sql`select distinct call_id from call_legs where endpoint = 'SIP/6001'`,
+    );
+    assert.deepEqual(
+      agent.calls.map((c: { call_id: string }) => c.call_id).sort(),
+      agentCalls.map((c) => c.call_id).sort(),
+    );
     const bySrc = await (await side.get("/api/calls?number=sipp")).json();
     assert.ok(bySrc.calls.length > 0);
     for (const c of bySrc.calls) assert.ok(c.src === "sipp" || c.dst === "sipp");

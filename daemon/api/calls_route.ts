@@ -5,6 +5,7 @@
  * Filters: `from` / `to` (on `started_at`, the query CLI's time forms, `tz` for local
  * ones), `server`, `disposition` (one or a comma list of `ANSWERED`, `NO ANSWER`, `BUSY`,
  * `FAILED`, `CONGESTION`, `CANCEL`), `number` (the caller or the dialed number),
+ * `endpoint` (the calling, answering or any leg's endpoint, e.g. `SIP/6001`), `queue`,
  * `limit` (1 to 1000, default 100). Pages are keyset: the answer's `next_cursor`, passed
  * back as `cursor`, encodes the last row's `(started_at, server, call_id)`, and the next
  * page starts strictly after it, so rows inserted meanwhile neither repeat nor shift
@@ -23,7 +24,18 @@ import { EVENT_JSON } from "./event_log.ts";
 import { badRequest, checkParams } from "./params.ts";
 
 const DISPOSITIONS = ["ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CONGESTION", "CANCEL"];
-const LIST_PARAMS = ["from", "to", "tz", "server", "disposition", "number", "limit", "cursor"];
+const LIST_PARAMS = [
+  "from",
+  "to",
+  "tz",
+  "server",
+  "disposition",
+  "number",
+  "endpoint",
+  "queue",
+  "limit",
+  "cursor",
+];
 /** More events than this for one call are cut (`events_truncated`). */
 const MAX_CALL_EVENTS = 50_000;
 
@@ -94,6 +106,14 @@ async function listCalls(db: SqlExecutor, url: URL): Promise<Response> {
   }
   const number = q.get("number");
   if (number !== null) conditions.push(sql`(src = ${number} or dst = ${number})`);
+  const endpoint = q.get("endpoint");
+  if (endpoint !== null) {
+    conditions.push(sql`(src_endpoint = ${endpoint} or answered_by = ${endpoint} or exists (
+      select 1 from call_legs l
+       where l.server = c.server and l.call_id = c.call_id and l.endpoint = ${endpoint}))`);
+  }
+  const queue = q.get("queue");
+  if (queue !== null) conditions.push(sql`queue = ${queue}`);
   const cursorText = q.get("cursor");
   if (cursorText !== null) {
     const cursor = decodeCursor(cursorText);

@@ -7,7 +7,7 @@
  * `0` means everything held), `?from=<time>` (the query CLI's time forms; `tz` for the
  * local ones), else now (live only). A `since` older than the retained log (or newer
  * than anything in it: the database was replaced) first gets `event: reset` with
- * `{ "oldest": <id>, "requested": <id> }`, then the stream goes on from the oldest event
+ * `{ "oldest_id": <id>, "requested": <id> }`, then the stream goes on from the oldest event
  * held. Filters: `?server=`, `?event=Hangup,Newchannel`, `?call=<call_id or uniqueid>`.
  *
  * The replay reads keyset pages up to the tail's settled horizon at the client's pace;
@@ -93,7 +93,7 @@ export function eventsRoute(options: EventsRouteOptions): (request: Request) => 
       const range = await idRange(db);
       start = since;
       if (range !== undefined && ((since + 1 < range.min && since > 0) || since > range.max)) {
-        stream.event("reset", { oldest: range.min, requested: since });
+        stream.event("reset", { oldest_id: range.min, requested: since });
         start = range.min - 1;
       }
     } else if (q.has("from")) {

@@ -112,7 +112,11 @@ export interface LiveChange {
 
 /** A call in progress: the channels of one linkedid. */
 export interface LiveCall {
+  /** The linkedid: what `calls.call_id` will be once the call is projected. */
+  call_id: string;
   linkedid: string;
+  /** When its first channel was created (ISO 8601). */
+  started_at: string;
   since: string;
   parties: LiveChannel[];
 }
@@ -410,24 +414,33 @@ export class LiveState {
   }
 
   /** The whole state, with durations and waits computed at `now`. */
-  snapshot(now = Date.now()): Record<string, unknown> {
+  snapshot(now = Date.now()): { as_of: number; servers: Record<string, unknown> } {
     const servers: Record<string, unknown> = {};
-    for (const [server, s] of [...this.#servers].sort(([a], [b]) => a.localeCompare(b))) {
-      const age = (iso: string) => Math.max(0, Math.floor((now - Date.parse(iso)) / 1000));
-      servers[server] = {
-        session_id: s.session,
-        as_of: s.as_of,
-        channels: [...s.channels.values()].map((c) => ({ ...c, duration_s: age(c.since) })),
-        calls: this.#calls(s).map((c) => ({ ...c, duration_s: age(c.since) })),
-        queues: [...s.queues.values()].map((q) => ({
-          name: q.name,
-          callers: q.callers.map((c) => ({ ...c, wait_s: age(c.joined_at) })),
-          members: Object.values(q.members),
-        })),
-        endpoints: [...s.endpoints.values()],
-      };
+    for (const server of [...this.#servers.keys()].sort()) {
+      servers[server] = this.serverSnapshot(server, now);
     }
     return { as_of: this.#asOf, servers };
+  }
+
+  /** One server's state (empty when unknown), durations and waits computed at `now`. */
+  serverSnapshot(server: string, now = Date.now()): Record<string, unknown> {
+    const s = this.#servers.get(server);
+    if (s === undefined) {
+      return { session_id: null, as_of: null, channels: [], calls: [], queues: [], endpoints: [] };
+    }
+    const age = (iso: string) => Math.max(0, Math.floor((now - Date.parse(iso)) / 1000));
+    return {
+      session_id: s.session,
+      as_of: s.as_of,
+      channels: [...s.channels.values()].map((c) => ({ ...c, duration_s: age(c.since) })),
+      calls: this.#calls(s).map((c) => ({ ...c, duration_s: age(c.since) })),
+      queues: [...s.queues.values()].map((q) => ({
+        name: q.name,
+        callers: q.callers.map((c) => ({ ...c, wait_s: age(c.joined_at) })),
+        members: Object.values(q.members),
+      })),
+      endpoints: [...s.endpoints.values()],
+    };
   }
 
   #calls(s: ServerState): LiveCall[] {
@@ -439,11 +452,17 @@ export class LiveState {
   #addToCall(calls: Map<string, LiveCall>, ch: LiveChannel): void {
     let call = calls.get(ch.linkedid);
     if (call === undefined) {
-      call = { linkedid: ch.linkedid, since: ch.since, parties: [] };
+      call = {
+        call_id: ch.linkedid,
+        linkedid: ch.linkedid,
+        started_at: ch.since,
+        since: ch.since,
+        parties: [],
+      };
       calls.set(ch.linkedid, call);
     }
     call.parties.push(ch);
-    if (ch.since < call.since) call.since = ch.since;
+    if (ch.since < call.since) call.since = call.started_at = ch.since;
   }
 
   #call(s: ServerState, linkedid: string): LiveCall | null {
