@@ -73,89 +73,93 @@ function withoutClock(body: LiveBody): unknown {
   return JSON.parse(JSON.stringify(body, (k, v) => k === "duration_s" || k === "wait_s" ? 0 : v));
 }
 
-Deno.test("live state follows a recorded queue call: waiting, answered by the agent, hung up; then an abandon", async () => {
-  const side = await startReadSide();
-  try {
-    const events = fixtureEvents("queue-call");
-    const session = await newSession(side, events[0].receivedAtMs - 1000);
-    const stream = new SseReader(await side.get("/api/live/stream"));
-    await stream.next(); // retry:
-    const snapshot = await stream.next();
-    assert.equal(snapshot?.event, "snapshot");
-    assert.deepEqual(JSON.parse(snapshot!.data).servers, {});
-
-    // Up to QueueCallerJoin: the caller waits in support.
-    await feed(side, session, events.slice(0, 22));
-    let state = (await live(side)).servers.pbx1;
-    const support = state.queues.find((q) => q.name === "support")!;
-    assert.deepEqual(support.callers.map((c) => [c.uniqueid, c.position]), [[CALLER, 1]]);
-    assert.equal(support.callers[0].joined_at, new Date(events[21].receivedAtMs).toISOString());
-    assert.ok(support.callers[0].wait_s >= 0);
-    assert.deepEqual(state.channels.map((c) => [c.uniqueid, c.state]), [[CALLER, "Up"]]);
-
-    // The stream told the same, as changes.
-    const seen: { kind: string; key: string; value: unknown }[] = [];
-    while (
-      !seen.some((c) =>
-        c.kind === "queue" &&
-        (c.value as LiveBody["servers"][string]["queues"][number])?.callers?.length === 1
-      )
-    ) {
-      const message = await stream.next();
-      assert.equal(message?.event, "change");
-      seen.push(...JSON.parse(message!.data).changes);
-    }
-
-    // Through AgentConnect and the bridge: the caller left the queue, the agent is in
-    // a call, and the call has both parties.
-    await feed(side, session, events.slice(22, 47));
-    state = (await live(side)).servers.pbx1;
-    const during = state.queues.find((q) => q.name === "support")!;
-    assert.deepEqual(during.callers, []);
-    assert.deepEqual(
-      during.members.map((m) => [m.interface, m.in_call]),
-      [["SIP/6001", true]],
-    );
-    assert.deepEqual(
-      state.calls.map((c) => [c.linkedid, c.parties.map((p) => p.uniqueid).sort()]),
-      [[CALLER, [CALLER, AGENT_LEG]]],
-    );
-
-    // QueueStatus and CoreShowChannels during the call agree; then the hang-up.
-    await feed(side, session, events.slice(47));
-    state = (await live(side)).servers.pbx1;
-    assert.deepEqual(state.channels, []);
-    assert.deepEqual(state.calls, []);
-    assert.deepEqual(
-      state.queues.find((q) => q.name === "support")!.members.map((m) => [m.interface, m.in_call]),
-      [["SIP/6001", false]],
-    );
-
-    // An abandon: the same caller joins again and hangs up while waiting.
-    const join = events[21];
-    await feed(side, session, [variant(join, 1001, { Uniqueid: "1795663720.60" })]);
-    assert.equal((await live(side)).servers.pbx1.queues[0].callers.length, 1);
-    await feed(side, session, [
-      variant(join, 1002, {
-        Event: "QueueCallerAbandon",
-        Uniqueid: "1795663720.60",
-      }, [["OriginalPosition", "1"], ["HoldTime", "4"]]),
-    ]);
-    assert.deepEqual((await live(side)).servers.pbx1.queues[0].callers, []);
-    await stream.cancel();
-
-    // A daemon restart rebuilds the same state from the log.
-    const following = await live(side);
-    const rebuilt = await startReadSide({ reuse: side });
+for (const kind of ["postgres", "pglite"] as const) {
+  Deno.test(`${kind}: live state follows a recorded queue call: waiting, answered by the agent, hung up; then an abandon`, async () => {
+    const side = await startReadSide({ kind });
     try {
-      assert.deepEqual(withoutClock(await live(rebuilt)), withoutClock(following));
+      const events = fixtureEvents("queue-call");
+      const session = await newSession(side, events[0].receivedAtMs - 1000);
+      const stream = new SseReader(await side.get("/api/live/stream"));
+      await stream.next(); // retry:
+      const snapshot = await stream.next();
+      assert.equal(snapshot?.event, "snapshot");
+      assert.deepEqual(JSON.parse(snapshot!.data).servers, {});
+
+      // Up to QueueCallerJoin: the caller waits in support.
+      await feed(side, session, events.slice(0, 22));
+      let state = (await live(side)).servers.pbx1;
+      const support = state.queues.find((q) => q.name === "support")!;
+      assert.deepEqual(support.callers.map((c) => [c.uniqueid, c.position]), [[CALLER, 1]]);
+      assert.equal(support.callers[0].joined_at, new Date(events[21].receivedAtMs).toISOString());
+      assert.ok(support.callers[0].wait_s >= 0);
+      assert.deepEqual(state.channels.map((c) => [c.uniqueid, c.state]), [[CALLER, "Up"]]);
+
+      // The stream told the same, as changes.
+      const seen: { kind: string; key: string; value: unknown }[] = [];
+      while (
+        !seen.some((c) =>
+          c.kind === "queue" &&
+          (c.value as LiveBody["servers"][string]["queues"][number])?.callers?.length === 1
+        )
+      ) {
+        const message = await stream.next();
+        assert.equal(message?.event, "change");
+        seen.push(...JSON.parse(message!.data).changes);
+      }
+
+      // Through AgentConnect and the bridge: the caller left the queue, the agent is in
+      // a call, and the call has both parties.
+      await feed(side, session, events.slice(22, 47));
+      state = (await live(side)).servers.pbx1;
+      const during = state.queues.find((q) => q.name === "support")!;
+      assert.deepEqual(during.callers, []);
+      assert.deepEqual(
+        during.members.map((m) => [m.interface, m.in_call]),
+        [["SIP/6001", true]],
+      );
+      assert.deepEqual(
+        state.calls.map((c) => [c.linkedid, c.parties.map((p) => p.uniqueid).sort()]),
+        [[CALLER, [CALLER, AGENT_LEG]]],
+      );
+
+      // QueueStatus and CoreShowChannels during the call agree; then the hang-up.
+      await feed(side, session, events.slice(47));
+      state = (await live(side)).servers.pbx1;
+      assert.deepEqual(state.channels, []);
+      assert.deepEqual(state.calls, []);
+      assert.deepEqual(
+        state.queues.find((q) => q.name === "support")!.members.map((
+          m,
+        ) => [m.interface, m.in_call]),
+        [["SIP/6001", false]],
+      );
+
+      // An abandon: the same caller joins again and hangs up while waiting.
+      const join = events[21];
+      await feed(side, session, [variant(join, 1001, { Uniqueid: "1795663720.60" })]);
+      assert.equal((await live(side)).servers.pbx1.queues[0].callers.length, 1);
+      await feed(side, session, [
+        variant(join, 1002, {
+          Event: "QueueCallerAbandon",
+          Uniqueid: "1795663720.60",
+        }, [["OriginalPosition", "1"], ["HoldTime", "4"]]),
+      ]);
+      assert.deepEqual((await live(side)).servers.pbx1.queues[0].callers, []);
+      await stream.cancel();
+
+      // A daemon restart rebuilds the same state from the log.
+      const following = await live(side);
+      const rebuilt = await startReadSide({ reuse: side });
+      try {
+        assert.deepEqual(withoutClock(await live(rebuilt)), withoutClock(following));
+      } finally {
+        await rebuilt.close();
+      }
     } finally {
-      await rebuilt.close();
+      await side.close();
     }
-  } finally {
-    await side.close();
-  }
-});
+  });
+}
 
 Deno.test("a PBX restart (Shutdown, or a new session) clears that server's live state", async () => {
   const side = await startReadSide();

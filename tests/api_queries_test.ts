@@ -16,8 +16,12 @@ import { formatCsv } from "../queries/output.ts";
 import { type ReadSide, startReadSide } from "./api_harness.ts";
 import { loadFixtureEvents } from "./load_events.ts";
 
-async function withCalls(fn: (side: ReadSide) => Promise<void>): Promise<void> {
+async function withCalls(
+  fn: (side: ReadSide) => Promise<void>,
+  kind: "postgres" | "pglite" = "postgres",
+): Promise<void> {
   const side = await startReadSide({
+    kind,
     before: async (store) => {
       await loadFixtureEvents(store.db, "sip-calls");
       await loadFixtureEvents(store.db, "queue-call");
@@ -81,79 +85,81 @@ Deno.test("queries over HTTP: the list, the CLI's rows and errors, CSV on Accept
   });
 });
 
-Deno.test("calls over HTTP: keyset pages add up to the table, filters, one call in full", async () => {
-  await withCalls(async (side) => {
-    const all = await selectRows<{ call_id: string }>(
-      side.store.db,
-      sql`select call_id from calls order by started_at desc, server desc, call_id desc`,
-    );
-    assert.ok(all.length >= 4);
-    const paged: string[] = [];
-    let cursor: string | null = null;
-    let pages = 0;
-    do {
-      const query: string = cursor === null ? "" : `&cursor=${cursor}`;
-      const body = await (await side.get(`/api/calls?limit=2${query}`)).json();
-      paged.push(...body.calls.map((c: { call_id: string }) => c.call_id));
-      cursor = body.next_cursor;
-      pages++;
-    } while (cursor !== null);
-    assert.deepEqual(paged, all.map((c) => c.call_id));
-    assert.equal(pages, Math.ceil(all.length / 2));
+for (const kind of ["postgres", "pglite"] as const) {
+  Deno.test(`${kind}: calls over HTTP: keyset pages add up to the table, filters, one call in full`, async () => {
+    await withCalls(async (side) => {
+      const all = await selectRows<{ call_id: string }>(
+        side.store.db,
+        sql`select call_id from calls order by started_at desc, server desc, call_id desc`,
+      );
+      assert.ok(all.length >= 4);
+      const paged: string[] = [];
+      let cursor: string | null = null;
+      let pages = 0;
+      do {
+        const query: string = cursor === null ? "" : `&cursor=${cursor}`;
+        const body = await (await side.get(`/api/calls?limit=2${query}`)).json();
+        paged.push(...body.calls.map((c: { call_id: string }) => c.call_id));
+        cursor = body.next_cursor;
+        pages++;
+      } while (cursor !== null);
+      assert.deepEqual(paged, all.map((c) => c.call_id));
+      assert.equal(pages, Math.ceil(all.length / 2));
 
-    const answered = await (await side.get("/api/calls?disposition=answered&server=pbx1")).json();
-    assert.ok(answered.calls.length > 0);
-    for (const c of answered.calls) {
-      assert.deepEqual([c.disposition, c.server], ["ANSWERED", "pbx1"]);
-    }
-    assert.match(
-      answered.calls[0].started_at,
-      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d$/,
-    );
-    const inQueue = await (await side.get("/api/calls?queue=support")).json();
-    assert.ok(inQueue.calls.length > 0);
-    for (const c of inQueue.calls) assert.equal(c.queue, "support");
-    const agent = await (await side.get("/api/calls?endpoint=SIP/6001")).json();
-    const agentCalls = await selectRows<{ call_id: string }>(
-      side.store.db,
-      sql`select distinct call_id from call_legs where endpoint = 'SIP/6001'`,
-    );
-    assert.deepEqual(
-      agent.calls.map((c: { call_id: string }) => c.call_id).sort(),
-      agentCalls.map((c) => c.call_id).sort(),
-    );
-    const bySrc = await (await side.get("/api/calls?number=sipp")).json();
-    assert.ok(bySrc.calls.length > 0);
-    for (const c of bySrc.calls) assert.ok(c.src === "sipp" || c.dst === "sipp");
+      const answered = await (await side.get("/api/calls?disposition=answered&server=pbx1")).json();
+      assert.ok(answered.calls.length > 0);
+      for (const c of answered.calls) {
+        assert.deepEqual([c.disposition, c.server], ["ANSWERED", "pbx1"]);
+      }
+      assert.match(
+        answered.calls[0].started_at,
+        /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d$/,
+      );
+      const inQueue = await (await side.get("/api/calls?queue=support")).json();
+      assert.ok(inQueue.calls.length > 0);
+      for (const c of inQueue.calls) assert.equal(c.queue, "support");
+      const agent = await (await side.get("/api/calls?endpoint=SIP/6001")).json();
+      const agentCalls = await selectRows<{ call_id: string }>(
+        side.store.db,
+        sql`select distinct call_id from call_legs where endpoint = 'SIP/6001'`,
+      );
+      assert.deepEqual(
+        agent.calls.map((c: { call_id: string }) => c.call_id).sort(),
+        agentCalls.map((c) => c.call_id).sort(),
+      );
+      const bySrc = await (await side.get("/api/calls?number=sipp")).json();
+      assert.ok(bySrc.calls.length > 0);
+      for (const c of bySrc.calls) assert.ok(c.src === "sipp" || c.dst === "sipp");
 
-    for (
-      const [query, param] of [
-        ["disposition=LOST", "disposition"],
-        ["limit=0", "limit"],
-        ["cursor=bm90IGEgY3Vyc29y", "cursor"],
-        ["from=soon", "from"],
-      ]
-    ) {
-      const response = await side.get(`/api/calls?${query}`);
-      assert.equal(response.status, 400, query);
-      assert.equal((await response.json()).param, param);
-    }
+      for (
+        const [query, param] of [
+          ["disposition=LOST", "disposition"],
+          ["limit=0", "limit"],
+          ["cursor=bm90IGEgY3Vyc29y", "cursor"],
+          ["from=soon", "from"],
+        ]
+      ) {
+        const response = await side.get(`/api/calls?${query}`);
+        assert.equal(response.status, 400, query);
+        assert.equal((await response.json()).param, param);
+      }
 
-    const queued = await selectRows<{ call_id: string; legs: number }>(
-      side.store.db,
-      sql`select call_id, legs from calls where queue is not null limit 1`,
-    );
-    const detail = await (await side.get(`/api/calls/${queued[0].call_id}`)).json();
-    assert.equal(detail.call.call_id, queued[0].call_id);
-    assert.equal(detail.legs.length, queued[0].legs);
-    assert.ok(detail.queue.length > 0);
-    const ids = detail.events.map((e: { id: number }) => e.id);
-    assert.ok(ids.length > 10);
-    assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
-    assert.ok(detail.events.some((e: { event: string }) => e.event === "QueueCallerJoin"));
-    assert.equal((await side.get("/api/calls/nope.1")).status, 404);
+      const queued = await selectRows<{ call_id: string; legs: number }>(
+        side.store.db,
+        sql`select call_id, legs from calls where queue is not null limit 1`,
+      );
+      const detail = await (await side.get(`/api/calls/${queued[0].call_id}`)).json();
+      assert.equal(detail.call.call_id, queued[0].call_id);
+      assert.equal(detail.legs.length, queued[0].legs);
+      assert.ok(detail.queue.length > 0);
+      const ids = detail.events.map((e: { id: number }) => e.id);
+      assert.ok(ids.length > 10);
+      assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
+      assert.ok(detail.events.some((e: { event: string }) => e.event === "QueueCallerJoin"));
+      assert.equal((await side.get("/api/calls/nope.1")).status, 404);
+    }, kind);
   });
-});
+}
 
 Deno.test("an HTTP listen address beyond loopback without a token is a config error (exit 78)", async () => {
   const server = { name: "pbx1", host: "127.0.0.1", username: "dami", secret: "s3cr3t-value" };
