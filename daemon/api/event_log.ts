@@ -147,9 +147,13 @@ export async function firstIdAt(db: SqlExecutor, at: SQL): Promise<number | unde
 export async function eventWriters(db: SqlExecutor): Promise<string[]> {
   const rows = await selectRows<{ vxid: string }>(
     db,
+    // The table and, once it is partitioned, its partitions (a write straight into one).
     sql`select distinct virtualtransaction as vxid from pg_locks
          where locktype = 'relation' and mode = 'RowExclusiveLock'
-           and relation = ${getTableName(amiEvents)}::regclass
+           and relation in (select ${getTableName(amiEvents)}::regclass
+                            union all
+                            select inhrelid from pg_inherits
+                             where inhparent = ${getTableName(amiEvents)}::regclass)
            and pid is distinct from pg_backend_pid()`,
   );
   return rows.map((r) => r.vxid);
