@@ -2,7 +2,8 @@
  * `deno task bench`: every benchmark, one after the other, each heavy part in its own
  * process. Prints one JSON object per figure on stdout (progress on stderr).
  *
- * Usage: deno task bench [parse|ingest|projections|fleet|settle|embedded|daemon|years ...]
+ * Usage: deno task bench [parse|ingest|projections|fleet|settle|embedded|daemon|stream|years
+ * ...]
  * (default: all but `years`, which builds a 10-million-event store and takes about 20 minutes)
  *
  * @module
@@ -14,13 +15,14 @@ import { runProjectionsBench } from "./projections_bench.ts";
 import { runFleetBench } from "./fleet_bench.ts";
 import { settleBench } from "./settle_bench.ts";
 import { runYearsBench } from "./years_bench.ts";
+import { runStreamBench } from "./stream_bench.ts";
 import { runEmbeddedBench } from "./embedded_bench.ts";
 import { runDaemonBench } from "./daemon_bench.ts";
 
 const wanted = new Set(
   Deno.args.length > 0
     ? Deno.args
-    : ["parse", "ingest", "projections", "fleet", "settle", "embedded", "daemon"],
+    : ["parse", "ingest", "projections", "fleet", "settle", "embedded", "daemon", "stream"],
 );
 const cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
 console.error(
@@ -72,6 +74,14 @@ if (wanted.has("embedded")) {
   );
   for (const figure of await runEmbeddedBench(["stall", "memory"])) {
     console.log(JSON.stringify({ bench: "embedded", ...figure }));
+  }
+}
+if (wanted.has("stream")) {
+  console.error(
+    "stream: 100 /api/events clients live at 5,000 events/s, ingest with 100 clients, resume of 1,000,000",
+  );
+  for (const result of await runStreamBench()) {
+    console.log(JSON.stringify({ bench: "stream", ...result }));
   }
 }
 if (wanted.has("years")) {

@@ -144,6 +144,12 @@ const listenSchema = z.string().regex(
   message: "expected a port from 0 to 65535",
 });
 
+/** `127.0.0.1:9464`, `localhost:9464`, `[::1]:9464`: reachable from this machine only. */
+export function isLoopbackListen(listen: string): boolean {
+  const host = listen.slice(0, listen.lastIndexOf(":")).replace(/^\[|\]$/g, "").toLowerCase();
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
 const dataDirSchema = z.string().min(1).default("./data").describe(
   "Spool and embedded database directory, relative to the config file.",
 );
@@ -216,8 +222,12 @@ export const configSchema = z.strictObject({
   database: databaseSchema,
   http: z.strictObject({
     listen: listenSchema.default("127.0.0.1:9464").describe(
-      "Address of /healthz and /metrics.",
+      "Address of /healthz, /metrics, the API (/api/*) and the dashboard.",
     ),
+    token: z.string().min(16, "expected at least 16 characters (e.g. openssl rand -hex 32)")
+      .optional().describe(
+        'Bearer token required by /api/*, e.g. "${DAMI_HTTP_TOKEN}". Required when listen is not a loopback address.',
+      ),
   }).prefault({}),
   logging: z.strictObject({
     level: z.enum(LOG_LEVELS).default("info").describe("Lowest level logged."),
@@ -240,6 +250,14 @@ export const configSchema = z.strictObject({
   ),
   retention: retentionSchema,
 }).superRefine((config, ctx) => {
+  if (config.http.token === undefined && !isLoopbackListen(config.http.listen)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["http", "token"],
+      message:
+        `expected a token when http.listen (${config.http.listen}) is not a loopback address: the API would be open to the network (set "token": "\${DAMI_HTTP_TOKEN}")`,
+    });
+  }
   const names = new Map<string, number>();
   config.servers.forEach((server, i) => {
     const first = names.get(server.name);

@@ -6,6 +6,7 @@
  *   each server's state, the store's and the projector's (lag, last error, events set
  *   aside).
  * - `GET /metrics`: Prometheus text format.
+ * - `/api/*`: the read side (`api/router.ts`), when given.
  *
  * @module
  */
@@ -91,6 +92,8 @@ export interface HttpOptions {
   fleet?: () => FleetStatus | undefined;
   /** The projector's statistics, when one runs. */
   projector?: () => ProjectorStats;
+  /** Answers `/api/*` (see `api/router.ts`); `close()` ends its open streams. */
+  api?: { handle(request: Request): Promise<Response>; close(): void };
 }
 
 /** The projector's part of `/healthz` (JSON: ids as strings, times as ISO 8601). */
@@ -219,6 +222,9 @@ export function startHttp(options: HttpOptions): HttpServer {
       const report = await healthReport(options);
       return Response.json(report, { status: report.status === "ok" ? 200 : 503 });
     }
+    if (options.api !== undefined && path.startsWith("/api/")) {
+      return await options.api.handle(request);
+    }
     if (path === "/metrics") {
       return new Response(await options.metrics.render(), {
         headers: { "content-type": options.metrics.contentType },
@@ -236,7 +242,10 @@ export function startHttp(options: HttpOptions): HttpServer {
   return {
     hostname: addr.hostname,
     port: addr.port,
-    close: () => server.shutdown(),
+    close: () => {
+      options.api?.close();
+      return server.shutdown();
+    },
   };
 }
 

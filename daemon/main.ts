@@ -25,6 +25,7 @@ import type { SimulatedPbx } from "./demo_mode.ts";
 import { EmbeddedStoreBusyError } from "./embedded/embedded.ts";
 import { type HttpServer, startHttp, storeHealthOf } from "./http.ts";
 import { Fleet, type LeaseConnection } from "./fleet.ts";
+import { startApi } from "./api/start.ts";
 import { Ingest } from "./ingest.ts";
 import { registerSecret, setupLogging, shutdownLogging } from "./log.ts";
 import { DaemonMetrics } from "./metrics.ts";
@@ -61,7 +62,8 @@ Environment:
   DATABASE_URL   PostgreSQL URL when the config has no database.url (else: embedded store)
   any \${VAR} used in the config file (e.g. AMI_SECRET)
 
-HTTP: GET /healthz (200 when every server is connected and the store writable), GET /metrics.
+HTTP: GET /healthz (200 when every server is connected and the store writable), GET /metrics,
+      /api/* (queries, calls, events stream, live state; Bearer http.token when set).
 Signals: SIGTERM / SIGINT stop schedules, log off every server, flush, exit 0.`;
 
 /** Runs the daemon until a shutdown signal; resolves to the exit code. */
@@ -179,11 +181,16 @@ export async function main(args: string[]): Promise<number> {
 
   const metrics = new DaemonMetrics();
   const failure = new AbortController();
+  registerSecret(config.http.token);
+  const api = startApi({ db: store.db, token: config.http.token });
   const ingest = await Ingest.open({
     store,
     dataDir: config.dataDir,
     spoolCapBytes: config.spoolCapBytes,
-    onCommitted: metrics.observeCommit,
+    onCommitted: (receivedAtMs, committedAtMs) => {
+      metrics.observeCommit(receivedAtMs, committedAtMs);
+      api.wake();
+    },
     onFatal: (error) => failure.abort(error.message),
   });
   metrics.watchIngest(() => ingest.stats());
@@ -219,6 +226,7 @@ export async function main(args: string[]): Promise<number> {
       metrics,
       fleet: () => fleet.status,
       projector: projectorStats,
+      api,
     });
   } catch (error) {
     if (pbx !== undefined && error instanceof Deno.errors.AddrInUse) {
@@ -233,6 +241,7 @@ export async function main(args: string[]): Promise<number> {
         storeHealth,
         metrics,
         projector: projectorStats,
+        api,
       });
     } else {
       log.fatal("cannot serve HTTP on {listen}: {message}", {
@@ -240,6 +249,7 @@ export async function main(args: string[]): Promise<number> {
         message: (error as Error).message,
       });
       await projector.stop();
+      await api.stop();
       await ingest.close();
       await store.close();
       await pbx?.close();
@@ -296,8 +306,10 @@ export async function main(args: string[]): Promise<number> {
       step("servers logged off", () => fleet.stop(), Math.min(3000, left())),
       // A batch still running is rolled back when the store closes; it is redone at start.
       step("projector stopped", () => projector.stop(), Math.min(3000, left())),
+      // A stream client that stopped reading can hold a connection open: bounded.
       step("HTTP closed", () => http.close(), Math.min(3000, left())),
     ]);
+    await step("API stopped", () => api.stop(), Math.min(1000, left()));
     // The ingest pipeline gets what is left but a moment for the spool's fsync.
     await step(
       "ingest flushed",
