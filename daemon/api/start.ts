@@ -9,12 +9,18 @@
  */
 import { getLogger } from "@logtape/logtape";
 import type { SqlExecutor } from "../../queries/db.ts";
-import { RETRY_POLICY } from "../ingest.ts";
+import { DATABASE_RETRY, retryDelay, type RetryPolicy } from "../retry.ts";
 import { bearerCheck } from "./auth.ts";
 import { EventTail, type EventTailOptions } from "./event_tail.ts";
 import { LiveSource } from "./live_source.ts";
 import { Api } from "./router.ts";
 import type { SseOptions } from "./sse.ts";
+
+/** Opening the API's readers while the database is away: the writer's policy, up to 10 s. */
+const API_START_RETRY: RetryPolicy = {
+  ...DATABASE_RETRY,
+  maxDelayMs: DATABASE_RETRY.maxDelayMs * 5,
+};
 
 /** Options of {@linkcode startApi}. */
 export interface StartApiOptions {
@@ -59,11 +65,8 @@ export function startApi(options: StartApiOptions): ApiHandle {
         await tail?.close();
         tail = undefined;
         if (stopped) break;
-        const delay = Math.min(
-          RETRY_POLICY.maxDelayMs * 5,
-          RETRY_POLICY.minDelayMs * RETRY_POLICY.multiplier ** attempt,
-        );
-        if (attempt === 0 || delay >= RETRY_POLICY.maxDelayMs * 5) {
+        const delay = retryDelay(API_START_RETRY, attempt);
+        if (attempt === 0 || delay >= API_START_RETRY.maxDelayMs) {
           log.warn("the API waits for the database: {error}", { error: (error as Error).message });
         }
         await new Promise((resolve) => setTimeout(resolve, delay));
