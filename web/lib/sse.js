@@ -6,9 +6,14 @@ import { askToken, authHeaders } from "./api.js";
 
 /**
  * Follows an SSE endpoint until `close()`. `onMessage({ id, event, data })` gets each
- * message; `onStatus(text, { connected, resumed })` reports connection changes.
+ * message; `onStatus(text, { connected, resumed })` reports connection changes. With
+ * `dedupe` (the event log), ids at or below the last one seen are dropped; a stream that
+ * starts with a fresh snapshot on every connection (live state) turns it off.
  */
-export function follow(url, { onMessage, onStatus = () => {}, lastId, retryMs = 1000 }) {
+export function follow(
+  url,
+  { onMessage, onStatus = () => {}, lastId, retryMs = 1000, dedupe = true },
+) {
   let last = lastId;
   let controller;
   let closed = false;
@@ -75,7 +80,9 @@ export function follow(url, { onMessage, onStatus = () => {}, lastId, retryMs = 
   function dispatch(message) {
     if (message.data.length === 0 && message.event === undefined) return;
     const id = message.id === undefined || message.id === "" ? undefined : Number(message.id);
-    if (id !== undefined && Number.isFinite(id) && last !== undefined && id <= last) return;
+    if (dedupe && id !== undefined && Number.isFinite(id) && last !== undefined && id <= last) {
+      return;
+    }
     let data = message.data.join("\n");
     try {
       data = JSON.parse(data);

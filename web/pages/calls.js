@@ -221,7 +221,11 @@ async function renderCall(root, callId) {
           h(
             "details",
             { class: "event" },
-            h("summary", {}, `${formatTime(e.received_at)} ${e.event} ${e.channel ?? ""}`),
+            h(
+              "summary",
+              {},
+              `${formatTime(e.received_at)} ${e.event} ${e.channel ?? e.fields?.Channel ?? ""}`,
+            ),
             h(
               "pre",
               {},

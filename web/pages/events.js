@@ -77,9 +77,8 @@ export function render(root) {
       lastId: resumeFrom,
       onMessage: ({ id, event: kind, data }) => {
         if (kind === "reset") {
-          status.textContent = `the log no longer holds those events; resumed at ${
-            data.oldest_id ?? data
-          }`;
+          status.textContent =
+            `the log no longer holds events after ${data.requested}; resumed at event ${data.oldest}`;
           return;
         }
         if (kind !== "ami") return;

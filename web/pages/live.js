@@ -1,134 +1,137 @@
 // Live: channels up with ticking durations, calls in progress with their parties, and a
 // queue wallboard (callers waiting, longest first; members with state and pause), all
-// pushed by /api/live/stream (a snapshot, then changes). After a lost connection the
-// stream resumes and the page says so.
+// pushed by /api/live/stream: a snapshot, then changes (`{ server, kind, key, value }`,
+// value null when the thing is gone; kind `server` means "forget that server"). After a
+// lost connection the stream reconnects, gets a fresh snapshot, and the page says so.
 
 import { dataTable, h } from "../lib/table.js";
 import { follow } from "../lib/sse.js";
 import { duration, formatTime } from "../lib/time.js";
 
-/** The servers of a live document, as a list whatever shape the API used. */
-export function serversOf(live) {
-  const servers = live?.servers ?? [];
-  return Array.isArray(servers)
-    ? servers
-    : Object.entries(servers).map(([server, s]) => ({ server, ...s }));
+const KINDS = { channel: "channels", call: "calls", queue: "queues", endpoint: "endpoints" };
+
+/** The live document (`/api/live` or a snapshot) as maps per server. */
+export function fromSnapshot(snapshot) {
+  const servers = new Map();
+  for (const [name, s] of Object.entries(snapshot?.servers ?? {})) {
+    servers.set(name, {
+      channels: new Map((s.channels ?? []).map((c) => [c.uniqueid, c])),
+      calls: new Map((s.calls ?? []).map((c) => [c.linkedid, c])),
+      queues: new Map((s.queues ?? []).map((q) => [q.name, q])),
+      endpoints: new Map((s.endpoints ?? []).map((e) => [e.name, e])),
+    });
+  }
+  return { as_of: snapshot?.as_of, servers };
 }
 
-/** Every call in progress, across servers. */
-export function callsInProgress(live) {
-  return serversOf(live).flatMap((s) => (s.calls ?? []).map((c) => ({ server: s.server, ...c })));
+/** Applies one `change` message to the state (in place). */
+export function applyChanges(state, { as_of, changes }) {
+  state.as_of = as_of;
+  for (const { server, kind, key, value } of changes ?? []) {
+    if (kind === "server") {
+      state.servers.delete(server);
+      continue;
+    }
+    const collection = KINDS[kind];
+    if (collection === undefined) continue;
+    let s = state.servers.get(server);
+    if (s === undefined) {
+      s = { channels: new Map(), calls: new Map(), queues: new Map(), endpoints: new Map() };
+      state.servers.set(server, s);
+    }
+    if (value === null || value === undefined) s[collection].delete(key);
+    else s[collection].set(key, value);
+  }
 }
 
-const since = (value) => value === undefined || value === null ? undefined : Date.parse(value);
-const elapsed = (from) =>
-  from === undefined || Number.isNaN(from) ? "" : duration((Date.now() - from) / 1000);
-
-function ticking(from) {
-  return h("span", { "data-since": from ?? "" }, elapsed(from));
+/** Every call in progress (`/api/live` document), across servers. */
+export function callsInProgress(snapshot) {
+  return Object.entries(snapshot?.servers ?? {}).flatMap(([server, s]) =>
+    (s.calls ?? []).map((c) => ({ server, ...c }))
+  );
 }
+
+const elapsed = (from) => Number.isNaN(from) ? "" : duration((Date.now() - from) / 1000);
+const ticking = (iso) => h("span", { "data-since": Date.parse(iso) }, elapsed(Date.parse(iso)));
+const who = (c) => c.caller_num ?? c.caller_name ?? c.channel;
+const members = (q) => Array.isArray(q.members) ? q.members : Object.values(q.members ?? {});
 
 function memberState(m) {
-  const paused = m.paused === true || m.paused === 1 || m.paused === "1";
   return h(
     "span",
     {},
-    h("span", { class: "badge" }, m.state ?? m.status_text ?? m.status ?? ""),
+    h("span", { class: "badge" }, m.state),
     " ",
-    paused
+    m.paused
       ? h(
         "span",
         { class: "badge paused" },
-        `paused${m.reason || m.paused_reason ? `: ${m.reason ?? m.paused_reason}` : ""}`,
+        `paused${m.paused_reason ? `: ${m.paused_reason}` : ""}`,
       )
       : null,
-    m.in_call === true || m.in_call === 1 ? h("span", { class: "badge up" }, "in call") : null,
+    m.in_call ? h("span", { class: "badge up" }, "in call") : null,
   );
 }
 
-function view(live) {
-  const servers = serversOf(live);
-  const channels = servers.flatMap((s) =>
-    (s.channels ?? []).map((c) => ({ server: s.server, ...c }))
-  );
-  const calls = callsInProgress(live);
-  const queues = servers.flatMap((s) => (s.queues ?? []).map((q) => ({ server: s.server, ...q })));
-  const wallboard = h(
-    "div",
-    { class: "wallboard" },
-    queues.map((q) => {
-      const callers = (q.callers ?? []).slice().sort((a, b) =>
-        (since(a.joined_at ?? a.since) ?? 0) - (since(b.joined_at ?? b.since) ?? 0)
-      );
-      return h(
-        "section",
-        { "aria-label": `queue ${q.queue ?? q.name}`, "data-queue": q.queue ?? q.name },
-        h("h3", {}, `Queue ${q.queue ?? q.name}`),
-        h(
-          "p",
-          { class: "waiting" },
-          h("span", { class: "value", "data-waiting": q.queue ?? q.name }, callers.length),
-          " waiting",
-        ),
-        callers.length
-          ? h(
-            "ol",
-            {},
-            callers.map((c) =>
-              h(
-                "li",
-                {},
-                `${c.caller_num ?? c.caller ?? c.channel ?? "caller"} waiting `,
-                ticking(since(c.joined_at ?? c.since)),
-              )
-            ),
-          )
-          : null,
-        h("h4", {}, "Members"),
-        h(
-          "ul",
-          {},
-          (q.members ?? []).map((m) =>
-            h(
-              "li",
-              { "data-member": m.name ?? m.interface },
-              `${m.name ?? m.interface} `,
-              memberState(m),
-            )
-          ),
-        ),
-      );
-    }),
-  );
+function view(state) {
+  const all = (kind) =>
+    [...state.servers].flatMap(([server, s]) =>
+      [...s[kind].values()].map((v) => ({ server, ...v }))
+    );
+  const queues = all("queues").sort((a, b) => a.name.localeCompare(b.name));
+  const calls = all("calls").sort((a, b) => a.since.localeCompare(b.since));
+  const channels = all("channels").sort((a, b) => a.since.localeCompare(b.since));
   return h(
     "div",
     {},
     h("h2", {}, `Queues (${queues.length})`),
-    queues.length ? wallboard : h("p", {}, "No queue."),
+    queues.length === 0 ? h("p", {}, "No queue seen yet.") : h(
+      "div",
+      { class: "wallboard" },
+      queues.map((q) => {
+        const waiting = (q.callers ?? []).slice().sort((a, b) =>
+          a.joined_at.localeCompare(b.joined_at)
+        );
+        return h(
+          "section",
+          { "aria-label": `queue ${q.name}`, "data-queue": q.name },
+          h("h3", {}, `Queue ${q.name}`, h("span", { class: "status" }, ` ${q.server}`)),
+          h(
+            "p",
+            { class: "waiting" },
+            h("span", { class: "value", "data-waiting": q.name }, waiting.length),
+            " waiting",
+          ),
+          waiting.length
+            ? h(
+              "ol",
+              { "aria-label": "callers waiting, longest first" },
+              waiting.map((c) =>
+                h("li", { "data-caller": c.uniqueid }, `${who(c)} waiting `, ticking(c.joined_at))
+              ),
+            )
+            : null,
+          h("h4", {}, "Members"),
+          h(
+            "ul",
+            {},
+            members(q).map((m) => h("li", { "data-member": m.name }, `${m.name} `, memberState(m))),
+          ),
+        );
+      }),
+    ),
     h("h2", {}, `Calls in progress (${calls.length})`),
     dataTable({
       columns: [
         { key: "server", label: "server" },
-        { key: "call_id", label: "call" },
-        {
-          key: "parties",
-          label: "parties",
-          render: (c) =>
-            (c.parties ?? []).map((p) =>
-              typeof p === "string" ? p : p.endpoint ?? p.channel ?? p.caller_num
-            ).join(" ↔ "),
-        },
-        { key: "started_at", label: "started", render: (c) => formatTime(c.started_at) },
-        {
-          key: "duration",
-          label: "duration",
-          render: (c) => ticking(since(c.started_at ?? c.answered_at)),
-        },
+        { key: "parties", label: "parties", render: (c) => c.parties.map(who).join(" ↔ ") },
+        { key: "since", label: "started", render: (c) => formatTime(c.since) },
+        { key: "duration", label: "duration", render: (c) => ticking(c.since) },
       ],
       rows: calls,
       filename: "calls-in-progress.csv",
-      onRow: (c) => location.hash = `#/calls/${encodeURIComponent(c.call_id)}`,
-      rowLabel: (c) => `open call ${c.call_id}`,
+      onRow: (c) => location.hash = `#/calls/${encodeURIComponent(c.linkedid)}`,
+      rowLabel: (c) => `open call ${c.linkedid}`,
     }),
     h("h2", {}, `Channels up (${channels.length})`),
     dataTable({
@@ -138,7 +141,7 @@ function view(live) {
         { key: "state", label: "state" },
         { key: "caller_num", label: "caller" },
         { key: "connected_num", label: "connected to" },
-        { key: "since", label: "duration", render: (c) => ticking(since(c.since ?? c.created_at)) },
+        { key: "since", label: "duration", render: (c) => ticking(c.since) },
       ],
       rows: channels,
       filename: "channels.csv",
@@ -150,11 +153,15 @@ export function render(root) {
   const status = h("p", { class: "status", role: "status", id: "live-status" }, "connecting…");
   const body = h("div", { id: "live-body" });
   root.append(h("h1", {}, "Live"), status, body);
-  let live = {};
+  let state = fromSnapshot({});
   const stream = follow("/api/live/stream", {
+    dedupe: false, // every connection starts with a fresh snapshot
     onMessage: ({ event, data }) => {
-      live = applyLive(live, event, data);
-      body.replaceChildren(view(live));
+      if (event === "snapshot") state = fromSnapshot(data);
+      else if (event === "change") applyChanges(state, data);
+      else return;
+      body.replaceChildren(view(state));
+      body.dataset.asOf = String(state.as_of ?? "");
     },
     onStatus: (text, { connected, resumed }) => {
       status.textContent = text;
@@ -162,28 +169,14 @@ export function render(root) {
       status.dataset.resumed = resumed ? "true" : "";
     },
   });
+  globalThis.__damiLive = stream; // the browser tests force a reconnect through it
   const timer = setInterval(() => {
     for (const el of body.querySelectorAll("[data-since]")) {
-      el.textContent = elapsed(el.dataset.since === "" ? undefined : Number(el.dataset.since));
+      el.textContent = elapsed(Number(el.dataset.since));
     }
   }, 1000);
   return () => {
     stream.close();
     clearInterval(timer);
   };
-}
-
-/** The live document after one stream message (a snapshot replaces it; a change updates one server). */
-export function applyLive(live, event, data) {
-  if (event === "snapshot") return data;
-  if (data?.servers !== undefined) return data;
-  if (data?.server !== undefined && data?.state !== undefined) {
-    const servers = serversOf(live).filter((s) => s.server !== data.server);
-    return {
-      ...live,
-      as_of: data.as_of ?? live.as_of,
-      servers: [...servers, { server: data.server, ...data.state }],
-    };
-  }
-  return live;
 }
