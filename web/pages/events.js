@@ -78,7 +78,7 @@ export function render(root) {
       onMessage: ({ id, event: kind, data }) => {
         if (kind === "reset") {
           status.textContent =
-            `the log no longer holds events after ${data.requested}; resumed at event ${data.oldest}`;
+            `the log no longer holds events after ${data.requested}; resumed at event ${data.oldest_id}`;
           return;
         }
         if (kind !== "ami") return;

@@ -24,9 +24,17 @@ export function fromSnapshot(snapshot) {
   return { as_of: snapshot?.as_of, servers };
 }
 
-/** Applies one `change` message to the state (in place). */
-export function applyChanges(state, { as_of, changes }) {
+/**
+ * Applies one `change` message to the state (in place): the server's whole `state` when
+ * the message has it, else its `changes`.
+ */
+export function applyChanges(state, { as_of, server, state: serverState, changes }) {
   state.as_of = as_of;
+  if (server !== undefined && serverState !== undefined) {
+    const fresh = fromSnapshot({ servers: { [server]: serverState } }).servers.get(server);
+    state.servers.set(server, fresh);
+    return;
+  }
   for (const { server, kind, key, value } of changes ?? []) {
     if (kind === "server") {
       state.servers.delete(server);
