@@ -57,9 +57,11 @@ export async function runDashboardBench(calls = 500_000): Promise<Record<string,
            case when answered_at is not null then 'answered' else 'abandoned' end
       from calls where queue = 'support'`;
   await sql`
-    insert into endpoint_status (server, endpoint, observed_at, state, latency_ms, source)
+    insert into endpoint_status (server, endpoint, observed_at, state, latency_ms, source,
+                                 event_id)
     select 'pbx1', 'SIP/' || (6000 + e), now() - make_interval(mins => m * 15),
-           case when (m + e) % 97 = 0 then 'unreachable' else 'reachable' end, 12, 'PeerStatus'
+           case when (m + e) % 97 = 0 then 'unreachable' else 'reachable' end, 12, 'PeerStatus',
+           m * 50 + e + 1
       from generate_series(0, 49) e, generate_series(0, 90 * 96) m`;
   await sql`analyze`;
   const buildSeconds = (performance.now() - started) / 1000;

@@ -2,8 +2,8 @@
  * `deno task bench`: every benchmark, one after the other, each heavy part in its own
  * process. Prints one JSON object per figure on stdout (progress on stderr).
  *
- * Usage: deno task bench [parse|ingest|projections|fleet|settle|embedded|daemon|stream|years
- * ...]
+ * Usage: deno task bench [parse|ingest|projections|fleet|settle|embedded|daemon|stream|
+ * dashboard|years ...]
  * (default: all but `years`, which builds a 10-million-event store and takes about 20 minutes)
  *
  * @module
@@ -18,11 +18,20 @@ import { runYearsBench } from "./years_bench.ts";
 import { runStreamBench } from "./stream_bench.ts";
 import { runEmbeddedBench } from "./embedded_bench.ts";
 import { runDaemonBench } from "./daemon_bench.ts";
+import { runDashboardBench } from "./dashboard_bench.ts";
 
 const wanted = new Set(
-  Deno.args.length > 0
-    ? Deno.args
-    : ["parse", "ingest", "projections", "fleet", "settle", "embedded", "daemon", "stream"],
+  Deno.args.length > 0 ? Deno.args : [
+    "parse",
+    "ingest",
+    "projections",
+    "fleet",
+    "settle",
+    "embedded",
+    "daemon",
+    "stream",
+    "dashboard",
+  ],
 );
 const cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
 console.error(
@@ -97,4 +106,10 @@ if (wanted.has("daemon")) {
   console.log(
     JSON.stringify({ bench: "daemon", ...await runDaemonBench({ rate: 2000, seconds: 60 }) }),
   );
+}
+if (wanted.has("dashboard")) {
+  console.error("dashboard: first paint of each page on a store of 500,000 calls");
+  for (const figure of await runDashboardBench()) {
+    console.log(JSON.stringify({ bench: "dashboard", ...figure }));
+  }
 }

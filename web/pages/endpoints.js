@@ -14,7 +14,7 @@ function shade(pct) {
 
 export async function render(root) {
   const tz = zone();
-  const from = h("input", { type: "date", value: addDays(today(tz), -13) });
+  const from = h("input", { type: "date", value: addDays(today(tz), -6) });
   const to = h("input", { type: "date", value: today(tz) });
   const out = h("div", {});
   root.append(

@@ -22,13 +22,17 @@ export async function render(root) {
   const week = addDays(day, -7);
   const tomorrow = addDays(day, 1);
   root.append(h("h1", {}, `Today, ${day}`));
-  const [perDay, queues, live, todayHours, weekHours, missed] = await Promise.all([
-    runQuery("calls-per-day", { from: day, to: tomorrow, tz }),
-    runQuery("queue-stats", { from: day, to: tomorrow, tz, interval: "day" }),
-    getJson("/api/live").catch(() => undefined),
+  // The week's chart and missed calls cost the most: asked at once, shown when they come,
+  // so today's figures paint first.
+  const later = Promise.all([
     runQuery("heatmap", { from: day, to: tomorrow, tz }),
     runQuery("heatmap", { from: week, to: day, tz }),
     runQuery("missed-calls", { from: addDays(day, -7), tz }),
+  ]);
+  const [perDay, queues, live] = await Promise.all([
+    runQuery("calls-per-day", { from: day, to: tomorrow, tz }),
+    runQuery("queue-stats", { from: day, to: tomorrow, tz, interval: "day" }),
+    getJson("/api/live").catch(() => undefined),
   ]);
   const t = perDay.rows[0] ?? { total: 0, answered: 0, missed: 0 };
   const q = queues.rows.reduce(
@@ -50,6 +54,10 @@ export async function render(root) {
     tile("service level (queues)", sl, "service-level"),
     tile("in progress now", live === undefined ? "–" : callsInProgress(live).length, "in-progress"),
   ));
+  const pending = h("p", { class: "status" }, "loading the week…");
+  root.append(pending);
+  const [todayHours, weekHours, missed] = await later;
+  pending.remove();
   const hours = Array.from({ length: 24 }, (_, i) => i);
   const count = (rows, hour) => {
     const row = rows.find((r) => Number(r.hour) === hour);
