@@ -8,7 +8,8 @@
  * a prepared statement alike (pgx, Grafana's driver, names them by the SQL's hash)
  * collide. So this server hands the backend to one client at a time, from its first
  * message until the backend reports `ReadyForQuery` idle (outside a transaction): a
- * query, a whole extended-protocol exchange or a whole transaction runs alone. Named
+ * query, a whole extended-protocol exchange or a whole transaction runs alone. (Copy
+ * messages sent after their COPY ended, which PostgreSQL ignores, take nothing.) Named
  * statements and portals are renamed per client (`c7_name`), so they never collide, and
  * dropped when the client leaves. A client that leaves inside a transaction is rolled
  * back; one that holds a transaction open and idle past
@@ -116,6 +117,12 @@ export class WireServer {
       for (;;) {
         const message = await this.#next(client);
         if (message === undefined || message[0] === 0x58 /* Terminate */) return;
+        // Outside a COPY (whose data `#withCopyData` collects) PostgreSQL ignores copy
+        // messages and answers nothing, so no ReadyForQuery would ever give the backend
+        // back: taken for one, it would stay with this idle client. postgres.js 3.4.9
+        // sends a CopyFail after every COPY (when its copy stream is destroyed); after a
+        // COPY that failed, it comes after the ROLLBACK.
+        if (isCopyMessage(message)) continue;
         if (this.#holder !== client) await this.#acquire(client);
         const renamed = client.rename(message);
         const copy = client.startsCopyIn(message);
@@ -131,7 +138,7 @@ export class WireServer {
             m[0] !== 0x58 /* Terminate */ && client.startsCopyIn(m) === undefined
           );
           if (more === undefined) break;
-          batch.push(client.rename(more));
+          if (!isCopyMessage(more)) batch.push(client.rename(more));
         }
         await this.#run(client, batch.length === 1 ? renamed : concat(batch));
       }
@@ -458,6 +465,11 @@ class Client {
       // already closed
     }
   }
+}
+
+/** CopyData, CopyDone or CopyFail. */
+function isCopyMessage(message: Uint8Array): boolean {
+  return message[0] === 0x64 || message[0] === 0x63 || message[0] === 0x66;
 }
 
 /** A statement that reads `COPY` data from the client, with its optional column list. */
