@@ -3,7 +3,7 @@
  * process. Prints one JSON object per figure on stdout (progress on stderr).
  *
  * Usage: deno task bench [parse|ingest|projections|fleet|settle|embedded|daemon|stream|
- * dashboard|years ...]
+ * dashboard|e2e|years ...]
  * (default: all but `years`, which builds a 10-million-event store and takes about 20 minutes)
  *
  * @module
@@ -19,6 +19,7 @@ import { runStreamBench } from "./stream_bench.ts";
 import { runEmbeddedBench } from "./embedded_bench.ts";
 import { runDaemonBench } from "./daemon_bench.ts";
 import { runDashboardBench } from "./dashboard_bench.ts";
+import { profileIngest, runE2eBench } from "./e2e_bench.ts";
 
 const wanted = new Set(
   Deno.args.length > 0 ? Deno.args : [
@@ -31,6 +32,7 @@ const wanted = new Set(
     "daemon",
     "stream",
     "dashboard",
+    "e2e",
   ],
 );
 const cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
@@ -112,4 +114,16 @@ if (wanted.has("dashboard")) {
   for (const figure of await runDashboardBench()) {
     console.log(JSON.stringify({ bench: "dashboard", ...figure }));
   }
+}
+if (wanted.has("e2e")) {
+  console.error(
+    "e2e: AMI socket to committed rows vs psql \\copy of the same rows, 200,000 events, 2 rounds; CPU profile",
+  );
+  const { figures, ratios } = await runE2eBench({ events: 200_000, rounds: 2 });
+  for (const figure of figures) console.log(JSON.stringify({ bench: "e2e", ...figure }));
+  for (const ratio of ratios) console.log(JSON.stringify({ bench: "e2e", ...ratio }));
+  const profile = await profileIngest(200_000);
+  console.log(
+    JSON.stringify({ bench: "e2e-profile", ...profile, top: profile.top.slice(0, 25) }),
+  );
 }
