@@ -63,29 +63,25 @@ export async function endpointOutages(
                 and s.state in ('reachable', 'lagged')
               order by s.observed_at, s.event_id limit 1), 'infinity') as last_t
           from endpoints p
-        ), samples as (
-          select s.server, s.endpoint, s.observed_at, s.event_id, s.state = 'unreachable' as down
-          from bounds b join ${endpointStatus} s
-            on s.server = b.server and s.endpoint = b.endpoint
-            and s.observed_at >= b.first_t and s.observed_at <= b.last_t
-          where s.state in ('reachable', 'lagged', 'unreachable')
-        ), marked as (
-          select *, case when down is distinct from
-              lag(down) over (partition by server, endpoint order by observed_at, event_id)
-            then 1 else 0 end as change
-          from samples
-        ), islands as (
-          select *, sum(change) over (partition by server, endpoint order by observed_at, event_id
-            rows unbounded preceding) as island
-          from marked
-        ), runs as (
-          select server, endpoint, island, bool_and(down) as down, min(observed_at) as started,
-            count(*) as samples
-          from islands group by server, endpoint, island
+        ), changes as (
+          -- Per endpoint, in index order (the window needs no sort), only the samples that
+          -- change between down and up, numbered among the endpoint's samples.
+          select b.server, b.endpoint, x.observed_at, x.down, x.n, x.total from bounds b, lateral (
+            select y.* from (
+              select observed_at, state = 'unreachable' as down,
+                lag(state = 'unreachable') over w as prev_down,
+                row_number() over w as n, count(*) over () as total
+              from ${endpointStatus} s
+              where s.server = b.server and s.endpoint = b.endpoint
+                and s.observed_at >= b.first_t and s.observed_at <= b.last_t
+                and s.state in ('reachable', 'lagged', 'unreachable')
+              window w as (order by observed_at, event_id)) y
+            where y.down is distinct from y.prev_down) x
         ), outages as (
-          select server, endpoint, down, started, samples,
-            lead(started) over (partition by server, endpoint order by island) as ended
-          from runs
+          -- A run lasts until the next change; its samples are the ones in between.
+          select server, endpoint, down, observed_at as started,
+            lead(observed_at) over w as ended, coalesce(lead(n) over w, total + 1) - n as samples
+          from changes window w as (partition by server, endpoint order by n)
         )
         select server, endpoint, ${localTime(sql`started`, tz)} as down_from,
           ${localTime(sql`ended`, tz)} as down_until,

@@ -1,0 +1,2 @@
+DROP INDEX "endpoint_status_endpoint_observed_idx";--> statement-breakpoint
+CREATE INDEX "endpoint_status_endpoint_observed_idx" ON "endpoint_status" USING btree ("server","endpoint","observed_at","event_id","state");
