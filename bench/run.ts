@@ -3,7 +3,7 @@
  * process. Prints one JSON object per figure on stdout (progress on stderr).
  *
  * Usage: deno task bench [parse|ingest|projections|fleet|settle|embedded|daemon|stream|
- * dashboard|e2e|years ...]
+ * dashboard|e2e|endpoint-polls|years ...]
  * (default: all but `years`, which builds a 10-million-event store and takes about 20 minutes)
  *
  * @module
@@ -19,6 +19,7 @@ import { runStreamBench } from "./stream_bench.ts";
 import { runEmbeddedBench } from "./embedded_bench.ts";
 import { runDaemonBench } from "./daemon_bench.ts";
 import { runDashboardBench } from "./dashboard_bench.ts";
+import { runEndpointPollsBench } from "./endpoint_polls_bench.ts";
 import { profileIngest, runE2eBench } from "./e2e_bench.ts";
 
 const wanted = new Set(
@@ -126,4 +127,10 @@ if (wanted.has("e2e")) {
   console.log(
     JSON.stringify({ bench: "e2e-profile", ...profile, top: profile.top.slice(0, 25) }),
   );
+}
+if (wanted.has("endpoint-polls")) {
+  console.error("endpoint-polls: availability and outages over 1.3M five-minute samples");
+  for (const figure of await runEndpointPollsBench()) {
+    console.log(JSON.stringify({ bench: "endpoint-polls", ...figure }));
+  }
 }
