@@ -34,6 +34,7 @@ const wanted = new Set(
     "stream",
     "dashboard",
     "e2e",
+    "endpoint-polls",
   ],
 );
 const cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/model name\s*:\s*(.*)/)?.[1] ?? "?";
