@@ -8,9 +8,9 @@
  *
  * @module
  */
-import { chromium } from "playwright-core";
 import postgres from "postgres";
 import { openStore } from "../daemon/store.ts";
+import { launchChromium } from "../tests/chromium.ts";
 import { DaemonProcess } from "../tests/daemon_process.ts";
 import { startFakeAmi } from "../tests/fake_ami_server.ts";
 import { createTestDatabase } from "../tests/pg.ts";
@@ -94,18 +94,7 @@ export async function runDashboardBench(calls = 500_000): Promise<Record<string,
     endpoint_samples: (await sql`select count(*)::int as n from endpoint_status`)[0].n,
     build_s: Math.round(buildSeconds),
   }];
-  const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
-  });
+  const browser = await launchChromium();
   try {
     const base = (await daemon.waitForLog(/^HTTP on http:\/\//, 60_000)).match(
       /http:\/\/[^ ]+/,

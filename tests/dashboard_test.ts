@@ -8,31 +8,16 @@
  * `tests/screenshots/` (not committed).
  */
 import assert from "node:assert/strict";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { launchChromium } from "./chromium.ts";
 import postgres from "postgres";
 import { DaemonProcess } from "./daemon_process.ts";
 import { startFakeAmi } from "./fake_ami_server.ts";
 import { eventTexts } from "./fixtures.ts";
 import { createTestDatabase } from "./pg.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const TOKEN = "dashboard-token-0123456789abcdef";
 const SHOTS = new URL("./screenshots/", import.meta.url);
-
-async function launch(): Promise<Browser> {
-  return await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
-  });
-}
 
 async function shot(page: Page, name: string): Promise<void> {
   await Deno.mkdir(SHOTS, { recursive: true });
@@ -75,7 +60,7 @@ Deno.test("dashboard: live wallboard, call timeline, events tail across a reconn
     const join = events.findIndex((e) => e.startsWith("Event: QueueCallerJoin"));
     const connect = events.findIndex((e) => e.startsWith("Event: AgentConnect"));
 
-    browser = await launch();
+    browser = await launchChromium();
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await context.newPage();
     const failures: string[] = [];
