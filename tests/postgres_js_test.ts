@@ -8,6 +8,7 @@ import postgres from "postgres";
 import {
   copyIn,
   guardAgainstDriverSocketBug,
+  isDriverConnectFailure,
   noDelaySocket,
   reconnectBackoff,
   type SocketOptions,
@@ -200,3 +201,22 @@ async function activeSleeps(url: string, marker: string): Promise<number> {
 async function waitFor(condition: () => Promise<boolean>): Promise<void> {
   while (!(await condition())) await new Promise((resolve) => setTimeout(resolve, 20));
 }
+
+Deno.test("a driver connect failure nobody awaits does not end the process; other rejections are not taken", async () => {
+  guardAgainstDriverSocketBug();
+  const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), {
+    code: "ECONNREFUSED",
+    syscall: "connect",
+  });
+  // Unguarded, this rejection fails the test module ("uncaught error").
+  Promise.reject(refused);
+  Promise.reject(Object.assign(new Error("write CONNECT_TIMEOUT"), { code: "CONNECT_TIMEOUT" }));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(isDriverConnectFailure(refused), true);
+  assert.equal(isDriverConnectFailure(new Error("connect ECONNREFUSED")), false);
+  assert.equal(isDriverConnectFailure(Object.assign(new Error("x"), { code: "42P01" })), false);
+  assert.equal(
+    isDriverConnectFailure(Object.assign(new Error("x"), { code: "EPIPE", syscall: "write" })),
+    false,
+  );
+});
