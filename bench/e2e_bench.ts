@@ -59,19 +59,16 @@ export async function writeCopyRows(count: number, path: string): Promise<number
   const parser = new AmiParser({ expectBanner: false });
   const session = uuidv7();
   const file = await Deno.open(path, { write: true, create: true, truncate: true });
-  const encoder = new TextEncoder();
   let receivedAt = Date.now();
   try {
     for (let i = 0; i < blocks; i++) {
-      const lines: string[] = [];
       for (const msg of parser.push(block)) {
         if (msg.kind !== "event") continue;
         const record = eventRecord("pbx1", session, msg);
         receivedAt = record.receivedAt;
-        lines.push(record.row);
+        const bytes = record.bytes;
+        for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
       }
-      const bytes = encoder.encode(lines.join("\n") + "\n");
-      for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
     }
   } finally {
     file.close();

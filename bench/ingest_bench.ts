@@ -78,6 +78,23 @@ export interface IngestBenchResult {
   maxStallMs: number;
   /** Peak resident set size of the process. */
   peakRssMb: number;
+  /** Socket scenario: the whole machine's CPU busy (all cores) from connect to last commit, %. */
+  machineBusyPercent?: number;
+  /** Socket scenario: CPU seconds of this (the ingesting) process from connect to last commit. */
+  processCpuSeconds?: number;
+}
+
+/** Machine CPU ticks (all cores): total and idle, from `/proc/stat`. */
+function machineTicks(): { total: number; idle: number } {
+  const fields = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1, 9)
+    .map(Number);
+  return { total: fields.reduce((a, b) => a + b, 0), idle: fields[3] + fields[4] };
+}
+
+/** CPU seconds of this process (user + system). */
+function processCpu(): number {
+  const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 const CHUNK = 64 * 1024;
@@ -238,10 +255,14 @@ export async function runIngestBench(options: IngestBenchOptions): Promise<Inges
         if (++received === total) fed = performance.now();
       });
       const stall = stallMeter();
+      const ticks = machineTicks();
+      const cpu = processCpu();
       const started = performance.now();
       await dami.connectAndLogin({ username: "bench", secret: "bench" });
       await done;
       const finished = performance.now();
+      const ticksAfter = machineTicks();
+      const cpuAfter = processCpu();
       const maxStallMs = stall.stop();
       dami.close();
       await ingest.close();
@@ -254,6 +275,10 @@ export async function runIngestBench(options: IngestBenchOptions): Promise<Inges
         drainSeconds: round((finished - fed) / 1000),
         maxStallMs,
         peakRssMb: Math.round(peakRssMb()),
+        machineBusyPercent: Math.round(
+          100 * (1 - (ticksAfter.idle - ticks.idle) / (ticksAfter.total - ticks.total)),
+        ),
+        processCpuSeconds: round(cpuAfter - cpu),
       };
     });
   }
@@ -400,6 +425,9 @@ export function formatResult(r: IngestBenchResult): string {
     r.p50Ms !== undefined ? `p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, max ${r.maxMs} ms` : "",
     `max stall ${r.maxStallMs} ms`,
     `peak RSS ${r.peakRssMb} MB`,
+    r.machineBusyPercent !== undefined
+      ? `machine CPU busy ${r.machineBusyPercent}%, ingest process ${r.processCpuSeconds} CPU s`
+      : "",
   ].filter(Boolean);
   return `${r.store.padEnd(8)} ${r.scenario.padEnd(10)} ${r.strategy.padEnd(6)} ` +
     (r.maxBatch ? `batch<=${r.maxBatch} ` : "") +

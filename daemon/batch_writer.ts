@@ -26,7 +26,13 @@
  */
 import { getTableName, sql as sqlExpression } from "drizzle-orm";
 import { actionRuns, amiEvents, amiEventsRejected, amiSessions } from "../schema/mod.ts";
-import { encodeRecord, escapeNul, eventRowValues, recordServer } from "./ingest_record.ts";
+import {
+  encodeRecord,
+  escapeNul,
+  eventRowText,
+  eventRowValues,
+  recordServer,
+} from "./ingest_record.ts";
 import type { EventLineFormat, EventRecord, IngestRecord } from "./ingest_record.ts";
 import {
   errorText,
@@ -134,7 +140,7 @@ export class BatchWriter {
         const columns = format.columns.join(", ");
         if (this.#strategy === "insert") await insertEvents(tx, run, format);
         else if (mayConflict) await copyEventsIdempotently(tx, run, columns);
-        else await tx.copyFrom(`${EVENTS} (${columns})`, run.map((e) => e.row).join("\n") + "\n");
+        else await tx.copyFrom(`${EVENTS} (${columns})`, rowChunks(run));
         from = to;
       }
     });
@@ -258,6 +264,32 @@ function isEventKeyConflict(error: unknown): boolean {
     );
 }
 
+/**
+ * The rows of `events` as few chunks as possible: rows encoded one after another lie
+ * next to each other in memory (see `eventRecord`), so a batch is usually one or two
+ * slices of that memory, sent without a copy.
+ */
+export function rowChunks(events: readonly EventRecord[]): Uint8Array[] {
+  const chunks: Uint8Array[] = [];
+  let first: Uint8Array | undefined;
+  let end = 0;
+  for (const { bytes } of events) {
+    if (first !== undefined && bytes.buffer === first.buffer && bytes.byteOffset === end) {
+      end += bytes.length;
+      continue;
+    }
+    if (first !== undefined) {
+      chunks.push(new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset));
+    }
+    first = bytes;
+    end = bytes.byteOffset + bytes.length;
+  }
+  if (first !== undefined) {
+    chunks.push(new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset));
+  }
+  return chunks;
+}
+
 async function copyEventsIdempotently(
   tx: StoreTransaction,
   events: EventRecord[],
@@ -271,7 +303,7 @@ async function copyEventsIdempotently(
   );
   await tx.copyFrom(
     `${STAGING} (ord, ${columns})`,
-    events.map((e, i) => `${i}\t${e.row}`).join("\n") + "\n",
+    events.map((e, i) => `${i}\t${eventRowText(e)}`).join("\n") + "\n",
   );
   await tx.query(
     `INSERT INTO ${EVENTS} (${columns})

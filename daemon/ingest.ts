@@ -80,6 +80,7 @@ import { BatchWriter, type WriteStrategy } from "./batch_writer.ts";
 import {
   type ActionRun,
   encodeRecord,
+  type EventLineFormat,
   eventRecord,
   type IngestRecord,
   type SessionEnd,
@@ -93,6 +94,18 @@ import { errorText, type Store } from "./store.ts";
 
 export type { ActionRun, SessionEnd, SessionStart } from "./ingest_record.ts";
 export type { IngestStats, ServerIngestStats } from "./ingest/stats.ts";
+
+/** `<tag>\t` of each event line format, as UTF-8. */
+const lineHeads = new Map<EventLineFormat, Uint8Array>();
+
+function lineHead(format: EventLineFormat): Uint8Array {
+  let head = lineHeads.get(format);
+  if (head === undefined) {
+    head = new TextEncoder().encode(`${format.tag}\t`);
+    lineHeads.set(format, head);
+  }
+  return head;
+}
 
 /** How often dropped events are summarised in the log. */
 const LOG_REPEAT_MS = 10_000;
@@ -293,20 +306,26 @@ export class Ingest {
       if (record.type === "event") this.#drop(record.server);
       return;
     }
-    const line = encodeRecord(record);
-    if (this.#queue.heldCount === 0 && this.#append(record, line)) return;
+    if (this.#queue.heldCount === 0 && this.#append(record)) return;
     if (!this.#capReached) this.#spoolFull();
-    if (!this.#queue.hold(record, recordBytes(line)) && record.type === "event") {
+    if (!this.#queue.hold(record, recordBytes(record)) && record.type === "event") {
       this.#drop(record.server);
     }
   }
 
   /** Appends to the spool and the queue; false when the spool is full. */
-  #append(record: IngestRecord, line: string): boolean {
+  #append(record: IngestRecord): boolean {
     const start = this.#spool.end;
-    const end = this.#spool.append(line);
+    // An event's line is its format's tag, a tab and its row (already UTF-8, without
+    // its final newline): copied, never encoded again.
+    const end = record.type === "event"
+      ? this.#spool.appendBytes(
+        lineHead(record.format),
+        record.bytes.subarray(0, record.bytes.length - 1),
+      )
+      : this.#spool.append(encodeRecord(record));
     if (!end) return false;
-    this.#queue.push(record, recordBytes(line), start, end);
+    this.#queue.push(record, recordBytes(record), start, end);
     this.#writer.wake();
     return true;
   }
@@ -337,7 +356,7 @@ export class Ingest {
   /** Appends held records to the spool while it has room. */
   #moveHeld(): void {
     for (let record; (record = this.#queue.firstHeld()) !== undefined;) {
-      if (!this.#append(record, encodeRecord(record))) break;
+      if (!this.#append(record)) break;
       this.#queue.shiftHeld();
     }
     if (this.#capReached && this.#queue.heldCount === 0) {

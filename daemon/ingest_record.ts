@@ -98,7 +98,8 @@ export type ActionRunStatus = "ok" | "error" | "timeout" | "not_connected";
 
 /**
  * One `ami_events` row, already in the form COPY takes it: built once when the event
- * arrives, it is the spool line, the COPY input and (parsed back) the INSERT values.
+ * arrives, as UTF-8 bytes, it is the spool line, the COPY input and (parsed back) the
+ * INSERT values.
  */
 export interface EventRecord {
   readonly type: "event";
@@ -106,10 +107,12 @@ export interface EventRecord {
   /** Milliseconds since the epoch. */
   readonly receivedAt: number;
   /**
-   * The row in PostgreSQL COPY text format: the values of `format.columns`,
-   * tab-separated, escaped, `\N` for NULL, without the final newline.
+   * The row in PostgreSQL COPY text format, UTF-8: the values of `format.columns`,
+   * tab-separated, escaped, `\N` for NULL, and the final newline. A view into a shared
+   * chunk of memory (see {@linkcode eventRecord}): rows encoded one after another are
+   * contiguous, so that a batch is sent to COPY as a few large slices.
    */
-  readonly row: string;
+  readonly bytes: Uint8Array;
   /** The columns of `row` ({@linkcode CURRENT_EVENT_FORMAT} unless read from an older spool). */
   readonly format: EventLineFormat;
 }
@@ -148,8 +151,296 @@ export function escapeNul(s: string): string {
  * The `ami_events` row of an event message: `Event`, `Uniqueid`/`UniqueID`, `Linkedid`,
  * `Channel` and `ActionID` extracted (first occurrence, case-insensitive), every
  * header in `fields`, U+0000 escaped (and the row flagged) since PostgreSQL refuses it.
+ *
+ * The row is written byte by byte, COPY- and JSON-escaped in one pass, straight into a
+ * shared chunk of memory (1 MiB, a new one when full): no intermediate strings, and
+ * what the ingest queue keeps of an event is off the JavaScript heap. An event with a
+ * repeated header (its `fields` value is an array) or a U+0000 takes the string path,
+ * {@linkcode eventRowText}'s twin, which gives the same bytes
+ * (`tests/ingest_record_test.ts` checks both agree on every recorded fixture and on
+ * hostile text).
  */
 export function eventRecord(server: string, sessionId: string, msg: AmiMessage): EventRecord {
+  const bytes = fastRow(server, sessionId, msg) ?? encodeRow(slowRow(server, sessionId, msg));
+  return { type: "event", server, receivedAt: msg.receivedAt, bytes, format: CURRENT_EVENT_FORMAT };
+}
+
+/** The row of an event record as text, without its final newline. */
+export function eventRowText(record: EventRecord): string {
+  return rowDecoder.decode(record.bytes.subarray(0, record.bytes.length - 1));
+}
+
+/** An event record for a row given as text (without newline), as read back from the spool. */
+export function eventRecordOfRow(
+  server: string,
+  receivedAt: number,
+  row: string,
+  format: EventLineFormat,
+): EventRecord {
+  return { type: "event", server, receivedAt, bytes: encodeRow(row), format };
+}
+
+const rowEncoder = new TextEncoder();
+const rowDecoder = new TextDecoder();
+const ARENA_BYTES = 1 << 20;
+/** The chunk rows are written to; `arena[arenaAt]` is the first free byte. */
+let arena = new Uint8Array(ARENA_BYTES);
+let arenaAt = 0;
+
+/** Makes room for `bytes` more in the arena. */
+function reserve(bytes: number): void {
+  if (arenaAt + bytes > arena.length) {
+    arena = new Uint8Array(Math.max(ARENA_BYTES, bytes));
+    arenaAt = 0;
+  }
+}
+
+/**
+ * Commits the arena's bytes up to `end` as a row. A row that needed a chunk of its own
+ * (larger than the usual one: the room reserved is a worst case) is copied out at its
+ * exact size and the chunk let go, so that no later row keeps it alive.
+ */
+function take(end: number): Uint8Array {
+  const start = arenaAt;
+  if (arena.length > ARENA_BYTES) {
+    const row = arena.slice(start, end);
+    arena = new Uint8Array(ARENA_BYTES);
+    arenaAt = 0;
+    return row;
+  }
+  arenaAt = end;
+  return arena.subarray(start, end);
+}
+
+/** `row` and a newline, as UTF-8 in the arena. */
+function encodeRow(row: string): Uint8Array {
+  reserve(row.length * 3 + 1);
+  let p = arenaAt + rowEncoder.encodeInto(row, arena.subarray(arenaAt)).written;
+  arena[p++] = LF;
+  return take(p);
+}
+
+const LF = 0x0a;
+const TAB = 0x09;
+const BACKSLASH = 0x5c;
+const QUOTE = 0x22;
+const HEX_DIGITS = "0123456789abcdef";
+
+/** Repeated-key detection without a Set per event: keys seen in the current row. */
+const seenKeys = new Map<string, number>();
+let rowStamp = 0;
+
+/*
+ * The writers below take the output and a position and return the position after what
+ * they wrote, or -1 on U+0000 (the row then takes the string path). The caller has
+ * reserved the room: at most 7 bytes per UTF-16 unit (a control character in fields
+ * is `\\u00xx`).
+ */
+
+/**
+ * The row written in the arena, or undefined when this event needs the string path
+ * (a repeated key, a U+0000 anywhere): nothing is then kept of the attempt.
+ */
+function fastRow(server: string, sessionId: string, msg: AmiMessage): Uint8Array | undefined {
+  const headers = msg.headers;
+  const n = headers.length;
+  let units = server.length + sessionId.length + 64;
+  for (let i = 0; i < n; i++) units += headers[i][0].length + headers[i][1].length + 6;
+  units *= 7;
+  const raw = msg.rawBytes ? base64(msg.rawBytes) : undefined;
+  if (raw !== undefined) units += raw.length;
+  if (seenKeys.size > 4096) seenKeys.clear();
+  const stamp = ++rowStamp;
+  let event: string | null = null;
+  let uniqueid: string | null = null;
+  let linkedid: string | null = null;
+  let channel: string | null = null;
+  let actionId: string | null = null;
+  for (let i = 0; i < n; i++) {
+    const k = headers[i][0];
+    if (seenKeys.get(k) === stamp) return undefined;
+    seenKeys.set(k, stamp);
+    // Compare lengths first: lowercasing every key of every event is the costly part.
+    if (k.length === 5) {
+      if (event === null && (k === "Event" || k.toLowerCase() === "event")) event = headers[i][1];
+    } else if (k.length === 7) {
+      if (channel === null && (k === "Channel" || k.toLowerCase() === "channel")) {
+        channel = headers[i][1];
+      }
+    } else if (k.length === 8) {
+      const lower = k === "Uniqueid" ? "uniqueid" : k === "Linkedid" ? "linkedid" : k.toLowerCase();
+      if (lower === "uniqueid") uniqueid ??= headers[i][1];
+      else if (lower === "linkedid") linkedid ??= headers[i][1];
+      else if (lower === "actionid") actionId ??= headers[i][1];
+    }
+  }
+  reserve(units);
+  const o = arena;
+  let p = arenaAt;
+  p = putText(o, p, server);
+  if (p < 0) return undefined;
+  o[p++] = TAB;
+  p = putText(o, p, sessionId);
+  if (p < 0) return undefined;
+  o[p++] = TAB;
+  p = putText(o, p, String(msg.seq));
+  o[p++] = TAB;
+  p = putText(o, p, timestampText(msg.receivedAt));
+  o[p++] = TAB;
+  p = putText(o, p, event ?? "");
+  if (p < 0) return undefined;
+  o[p++] = TAB;
+  p = putNullable(o, p, uniqueid);
+  if (p < 0) return undefined;
+  o[p++] = TAB;
+  p = putNullable(o, p, linkedid);
+  if (p < 0) return undefined;
+  o[p++] = TAB;
+  p = putNullable(o, p, channel);
+  if (p < 0) return undefined;
+  o[p++] = TAB;
+  p = putNullable(o, p, actionId);
+  if (p < 0) return undefined;
+  o[p++] = TAB;
+  o[p++] = 0x7b; // {
+  for (let i = 0; i < n; i++) {
+    if (i > 0) o[p++] = 0x2c; // ,
+    p = putJson(o, p, headers[i][0]);
+    if (p < 0) return undefined;
+    o[p++] = 0x3a; // :
+    p = putJson(o, p, headers[i][1]);
+    if (p < 0) return undefined;
+  }
+  o[p++] = 0x7d; // }
+  o[p++] = TAB;
+  p = raw !== undefined ? putText(o, p, raw) : putNull(o, p);
+  o[p++] = TAB;
+  o[p++] = 0x66; // f: a row with U+0000 took the string path
+  o[p++] = LF;
+  return take(p);
+}
+
+function putNull(o: Uint8Array, p: number): number {
+  o[p++] = BACKSLASH;
+  o[p++] = 0x4e; // N
+  return p;
+}
+
+function putNullable(o: Uint8Array, p: number, value: string | null): number {
+  return value === null ? putNull(o, p) : putText(o, p, value);
+}
+
+/** `s` in COPY text format (`copyValue`), UTF-8. */
+function putText(o: Uint8Array, p: number, s: string): number {
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x20 && c < 0x80 && c !== BACKSLASH) {
+      o[p++] = c;
+    } else if (c === BACKSLASH) {
+      o[p++] = BACKSLASH;
+      o[p++] = BACKSLASH;
+    } else if (c === TAB) {
+      o[p++] = BACKSLASH;
+      o[p++] = 0x74; // t
+    } else if (c === LF) {
+      o[p++] = BACKSLASH;
+      o[p++] = 0x6e; // n
+    } else if (c === 0x0d) {
+      o[p++] = BACKSLASH;
+      o[p++] = 0x72; // r
+    } else if (c === 0) {
+      return -1;
+    } else if (c < 0x80) {
+      o[p++] = c;
+    } else {
+      const d = i + 1 < n ? s.charCodeAt(i + 1) : 0;
+      p = putUtf8(o, p, c, d, false);
+      if (c >= 0xd800 && c <= 0xdbff && d >= 0xdc00 && d <= 0xdfff) i++;
+    }
+  }
+  return p;
+}
+
+/** `s` as a JSON string (`JSON.stringify`), then in COPY text format, UTF-8. */
+function putJson(o: Uint8Array, p: number, s: string): number {
+  o[p++] = QUOTE;
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x20 && c < 0x80 && c !== QUOTE && c !== BACKSLASH) {
+      o[p++] = c;
+    } else if (c < 0x80) {
+      if (c === 0) return -1;
+      // JSON's backslash, doubled by COPY.
+      o[p++] = BACKSLASH;
+      o[p++] = BACKSLASH;
+      if (c === QUOTE) o[p++] = QUOTE;
+      else if (c === BACKSLASH) {
+        o[p++] = BACKSLASH;
+        o[p++] = BACKSLASH;
+      } else if (c === 0x08) o[p++] = 0x62; // b
+      else if (c === 0x0c) o[p++] = 0x66; // f
+      else if (c === LF) o[p++] = 0x6e; // n
+      else if (c === 0x0d) o[p++] = 0x72; // r
+      else if (c === TAB) o[p++] = 0x74; // t
+      else p = putUnicodeEscape(o, p, c);
+    } else {
+      const d = i + 1 < n ? s.charCodeAt(i + 1) : 0;
+      p = putUtf8(o, p, c, d, true);
+      if (c >= 0xd800 && c <= 0xdbff && d >= 0xdc00 && d <= 0xdfff) i++;
+    }
+  }
+  o[p++] = QUOTE;
+  return p;
+}
+
+/** `u` and four lowercase hex digits (after the backslashes already written). */
+function putUnicodeEscape(o: Uint8Array, p: number, c: number): number {
+  o[p++] = 0x75; // u
+  o[p++] = HEX_DIGITS.charCodeAt((c >> 12) & 15);
+  o[p++] = HEX_DIGITS.charCodeAt((c >> 8) & 15);
+  o[p++] = HEX_DIGITS.charCodeAt((c >> 4) & 15);
+  o[p++] = HEX_DIGITS.charCodeAt(c & 15);
+  return p;
+}
+
+/**
+ * The non-ASCII unit `c` (followed by `d`, 0 at the end) as UTF-8; a surrogate pair
+ * takes both. A lone surrogate is U+FFFD in text (as `TextEncoder` writes it) and
+ * `\\udxxx` in JSON (as `JSON.stringify` writes it, its backslash doubled by COPY).
+ */
+function putUtf8(o: Uint8Array, p: number, c: number, d: number, json: boolean): number {
+  if (c < 0x800) {
+    o[p++] = 0xc0 | (c >> 6);
+    o[p++] = 0x80 | (c & 63);
+  } else if (c < 0xd800 || c > 0xdfff) {
+    o[p++] = 0xe0 | (c >> 12);
+    o[p++] = 0x80 | ((c >> 6) & 63);
+    o[p++] = 0x80 | (c & 63);
+  } else if (c <= 0xdbff && d >= 0xdc00 && d <= 0xdfff) {
+    const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+    o[p++] = 0xf0 | (cp >> 18);
+    o[p++] = 0x80 | ((cp >> 12) & 63);
+    o[p++] = 0x80 | ((cp >> 6) & 63);
+    o[p++] = 0x80 | (cp & 63);
+  } else if (json) {
+    o[p++] = BACKSLASH;
+    o[p++] = BACKSLASH;
+    p = putUnicodeEscape(o, p, c);
+  } else {
+    o[p++] = 0xef;
+    o[p++] = 0xbf;
+    o[p++] = 0xbd;
+  }
+  return p;
+}
+
+/**
+ * The row as text, built with strings (the path of events with a repeated header or a
+ * U+0000, and the reference the byte path is tested against).
+ */
+export function slowRow(server: string, sessionId: string, msg: AmiMessage): string {
   let headers = msg.headers;
   let escaped = server.includes(NUL) || sessionId.includes(NUL);
   for (let i = 0; i < headers.length && !escaped; i++) {
@@ -174,14 +465,13 @@ export function eventRecord(server: string, sessionId: string, msg: AmiMessage):
       else if (lower === "actionid") actionId ??= v;
     }
   }
-  const row = `${copyValue(escapeNul(server))}\t${copyValue(escapeNul(sessionId))}\t${msg.seq}\t${
+  return `${copyValue(escapeNul(server))}\t${copyValue(escapeNul(sessionId))}\t${msg.seq}\t${
     timestampText(msg.receivedAt)
   }\t${copyValue(event ?? "")}\t${copyNullable(uniqueid)}\t${copyNullable(linkedid)}\t${
     copyNullable(channel)
   }\t${copyNullable(actionId)}\t${copyValue(fieldsJson(headers))}\t${
     msg.rawBytes ? base64(msg.rawBytes) : "\\N"
   }\t${escaped ? "t" : "f"}`;
-  return { type: "event", server, receivedAt: msg.receivedAt, row, format: CURRENT_EVENT_FORMAT };
 }
 
 /**
@@ -226,7 +516,7 @@ const COPY_UNESCAPES: Record<string, string> = { t: "\t", n: "\n", r: "\r", "\\"
 /** The values of an event's row, keyed by column name, NULL as null. */
 export function eventRowValues(record: EventRecord): Record<string, string | null> {
   const values: Record<string, string | null> = {};
-  record.row.split("\t").forEach((text, i) => {
+  eventRowText(record).split("\t").forEach((text, i) => {
     values[record.format.columns[i] ?? `column${i + 1}`] = copyText(text);
   });
   return values;
@@ -285,7 +575,7 @@ function base64(bytes: Uint8Array): string {
 export function encodeRecord(record: IngestRecord): string {
   switch (record.type) {
     case "event":
-      return `${record.format.tag}\t${record.row}`;
+      return `${record.format.tag}\t${eventRowText(record)}`;
     case "session_start":
     case "session_end":
       return JSON.stringify({ t: record.type, ...record.session }, dateAsMs);
@@ -320,7 +610,7 @@ export function decodeRecord(line: string): IngestRecord {
     if (server === null || received === null) {
       throw new SyntaxError(`not an ingest record: an ${format.tag} line without server`);
     }
-    return { type: "event", server, receivedAt: Date.parse(received), row, format };
+    return eventRecordOfRow(server, Date.parse(received), row, format);
   }
   const v = JSON.parse(line);
   if (v !== null && typeof v === "object") {

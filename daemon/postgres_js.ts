@@ -43,7 +43,7 @@ import type postgres from "postgres";
 export async function copyIn(
   sql: postgres.TransactionSql,
   target: string,
-  data: string,
+  data: string | readonly Uint8Array[],
 ): Promise<void> {
   const query = sql.unsafe(`COPY ${target} FROM STDIN`) as unknown as
     & postgres.PendingQuery<postgres.Row[]>
@@ -78,7 +78,11 @@ export async function copyIn(
         callback(error as Error);
       }
     };
-    stream.end(data);
+    if (typeof data === "string") stream.end(data);
+    else {
+      for (const chunk of data) stream.write(chunk);
+      stream.end();
+    }
     await Promise.race([finished(stream), refused]);
   } finally {
     settled = true;

@@ -199,7 +199,28 @@ export class Spool {
   append(payload: string): SpoolPosition | null {
     if (this.#closed) return null;
     // Worst case UTF-8 is 3 bytes per UTF-16 unit; the exact length is known after encoding.
-    const room = 10 + payload.length * 3;
+    const segment = this.#room(payload.length * 3);
+    const at = segment.pendingLength;
+    const { written } = encoder.encodeInto(payload, segment.pending.subarray(at + 9));
+    return this.#commit(segment, written);
+  }
+
+  /**
+   * Like {@linkcode Spool.append}, for a payload given as UTF-8 bytes: `head` then
+   * `body` (without newline), copied as they are.
+   */
+  appendBytes(head: Uint8Array, body: Uint8Array): SpoolPosition | null {
+    if (this.#closed) return null;
+    const segment = this.#room(head.length + body.length);
+    const at = segment.pendingLength + 9;
+    segment.pending.set(head, at);
+    segment.pending.set(body, at + head.length);
+    return this.#commit(segment, head.length + body.length);
+  }
+
+  /** The segment to append `payloadBytes` (at most) to, with that much free buffer. */
+  #room(payloadBytes: number): Segment {
+    const room = 10 + payloadBytes;
     let segment = this.#active;
     if (!segment || (segment.size > 0 && segment.size + room > this.#segmentBytes)) {
       segment = newSegment(this.#nextNumber++, 0);
@@ -207,12 +228,18 @@ export class Spool {
       this.#active = segment;
     }
     if (segment.pending.length - segment.pendingLength < room) {
-      const grown = new Uint8Array(Math.max(segment.pending.length * 2, room, 64 * 1024));
+      const grown = new Uint8Array(
+        Math.max(segment.pending.length * 2, segment.pendingLength + room, 64 * 1024),
+      );
       grown.set(segment.pending.subarray(0, segment.pendingLength));
       segment.pending = grown;
     }
+    return segment;
+  }
+
+  /** Frames the `written` payload bytes placed after the buffer's end; null past the cap. */
+  #commit(segment: Segment, written: number): SpoolPosition | null {
     const at = segment.pendingLength;
-    const { written } = encoder.encodeInto(payload, segment.pending.subarray(at + 9));
     const length = written + 10;
     // An empty spool takes any one record, so that no record is too large to ever fit.
     if (this.#bytes > 0 && this.#bytes + length > this.#capBytes) return null;

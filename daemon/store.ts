@@ -79,9 +79,10 @@ export interface StoreTransaction {
   query(text: string, params?: readonly unknown[]): Promise<void>;
   /**
    * `COPY <target> FROM STDIN` in PostgreSQL text format: `target` is a table with its
-   * column list, `data` the rows (tab-separated, `\N` for NULL, newline-terminated).
+   * column list, `data` the rows (tab-separated, `\N` for NULL, newline-terminated), as
+   * text or as UTF-8 chunks sent one after another.
    */
-  copyFrom(target: string, data: string): Promise<void>;
+  copyFrom(target: string, data: string | readonly Uint8Array[]): Promise<void>;
 }
 
 /** An open database. */

@@ -293,3 +293,25 @@ Deno.test("PostgreSQL: a spool written in format e1 replays into its own columns
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("a large record after others in the buffer is kept whole, as text (3-byte UTF-8) or as bytes", async () => {
+  const dir = await Deno.makeTempDir();
+  const spool = await Spool.open(dir, { fsyncIntervalMs: 60_000, bufferBytes: 1 << 30 });
+  // The buffer (64 KiB) must grow past twice its size for a record whose UTF-8 is three
+  // times its length: it must also keep what it already holds.
+  const filler = "f".repeat(1_000);
+  const wide = "中".repeat(50_000);
+  const bytes = new TextEncoder().encode("b".repeat(300_000));
+  spool.append(filler);
+  spool.append(wide);
+  spool.append(filler);
+  spool.appendBytes(new TextEncoder().encode("e1\t"), bytes);
+  spool.append(filler);
+  const { payloads, corrupt } = await spool.read(spool.start, 10);
+  assert.equal(corrupt, 0);
+  assert.deepEqual(payloads.map((p) => p.length), [1_000, 50_000, 1_000, 300_003, 1_000]);
+  assert.equal(payloads[1], wide);
+  assert.equal(payloads[3], "e1\t" + "b".repeat(300_000));
+  await spool.close();
+  await Deno.remove(dir, { recursive: true });
+});

@@ -6,13 +6,14 @@
  * forgotten (they are in the spool: the writer reads them back from there) and, when
  * the spool is full too, a held record is refused (the caller drops it).
  *
- * A record's size is estimated as its spool line's length in characters plus
- * {@linkcode RECORD_OVERHEAD_BYTES}: V8 stores these ASCII lines one byte per
- * character, and the overhead covers the record object and the queue entry.
+ * A record's size is estimated as its row's bytes (an event) or its spool line's length
+ * in characters (V8 stores these ASCII lines one byte per character) plus
+ * {@linkcode RECORD_OVERHEAD_BYTES}, which covers the record object, its view of the
+ * row and the queue entry.
  *
  * @module
  */
-import type { IngestRecord } from "../ingest_record.ts";
+import { encodeRecord, type IngestRecord } from "../ingest_record.ts";
 import type { SpoolPosition } from "../spool.ts";
 
 /** Bytes counted for a record besides its line (object headers, fields, entry). */
@@ -37,9 +38,13 @@ interface Cached extends Entry {
   readonly end: SpoolPosition;
 }
 
-/** The estimated memory of a record whose spool line is `line`. */
-export function recordBytes(line: string): number {
-  return line.length + RECORD_OVERHEAD_BYTES;
+/**
+ * The estimated memory of a record: an event's row bytes (in a shared chunk, see
+ * `eventRecord`), or the length of another record's spool line, plus the overhead.
+ */
+export function recordBytes(record: IngestRecord): number {
+  return (record.type === "event" ? record.bytes.length : encodeRecord(record).length) +
+    RECORD_OVERHEAD_BYTES;
 }
 
 /** Cached and held records, bounded in bytes. */
