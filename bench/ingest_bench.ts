@@ -98,6 +98,8 @@ function processCpu(): number {
 }
 
 const CHUNK = 64 * 1024;
+/** `DAMI_BENCH_TRACE=1`: one line per commit on stderr (batch size, queue depth). */
+const TRACE = Deno.env.get("DAMI_BENCH_TRACE") === "1";
 const encoder = new TextEncoder();
 
 /** The wire bytes of `count` events (the fixtures' mix cycled), in 64 KiB chunks. */
@@ -175,6 +177,12 @@ async function openCounting(
     maxBatch,
     onCommitted: (receivedAt) => {
       committed += receivedAt.length;
+      if (TRACE) {
+        console.error(
+          `${Math.round(performance.now())} ms: committed ${receivedAt.length} (${committed}), ` +
+            `queue ${ingest.stats().queueDepth}, received ${ingest.stats().receivedEvents}`,
+        );
+      }
       if (committed >= total) done.resolve();
     },
   });

@@ -226,9 +226,42 @@ const BACKSLASH = 0x5c;
 const QUOTE = 0x22;
 const HEX_DIGITS = "0123456789abcdef";
 
-/** Repeated-key detection without a Set per event: keys seen in the current row. */
-const seenKeys = new Map<string, number>();
+/**
+ * Repeated-key detection without a Set per event: an open-addressing table of the
+ * current row's keys (indexes into its headers), hashed on a few characters, reset by
+ * bumping a stamp.
+ */
+const KEY_SLOTS = 256;
+const slotStamp = new Uint32Array(KEY_SLOTS);
+const slotHeader = new Uint16Array(KEY_SLOTS);
 let rowStamp = 0;
+
+/** Whether `k` (the key of `headers[i]`) is the key of an earlier header; records it. */
+function repeated(
+  headers: AmiMessage["headers"],
+  i: number,
+  k: string,
+  stamp: number,
+): boolean {
+  const length = k.length;
+  let slot = length === 0 ? 0 : (length * 31 + k.charCodeAt(0) * 7 + k.charCodeAt(length - 1) * 13 +
+    k.charCodeAt(length >> 1)) & (KEY_SLOTS - 1);
+  while (slotStamp[slot] === stamp) {
+    if (headers[slotHeader[slot]][0] === k) return true;
+    slot = (slot + 1) & (KEY_SLOTS - 1);
+  }
+  slotStamp[slot] = stamp;
+  slotHeader[slot] = i;
+  return false;
+}
+
+/** Whether `k` equals `lower` (lowercase ASCII letters) ignoring ASCII case. */
+function sameLetters(k: string, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    if ((k.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
 
 /*
  * The writers below take the output and a position and return the position after what
@@ -249,7 +282,7 @@ function fastRow(server: string, sessionId: string, msg: AmiMessage): Uint8Array
   units *= 7;
   const raw = msg.rawBytes ? base64(msg.rawBytes) : undefined;
   if (raw !== undefined) units += raw.length;
-  if (seenKeys.size > 4096) seenKeys.clear();
+  if (n > KEY_SLOTS / 2) return undefined; // many headers: the string path's Set is linear
   const stamp = ++rowStamp;
   let event: string | null = null;
   let uniqueid: string | null = null;
@@ -258,20 +291,17 @@ function fastRow(server: string, sessionId: string, msg: AmiMessage): Uint8Array
   let actionId: string | null = null;
   for (let i = 0; i < n; i++) {
     const k = headers[i][0];
-    if (seenKeys.get(k) === stamp) return undefined;
-    seenKeys.set(k, stamp);
-    // Compare lengths first: lowercasing every key of every event is the costly part.
-    if (k.length === 5) {
-      if (event === null && (k === "Event" || k.toLowerCase() === "event")) event = headers[i][1];
-    } else if (k.length === 7) {
-      if (channel === null && (k === "Channel" || k.toLowerCase() === "channel")) {
-        channel = headers[i][1];
-      }
-    } else if (k.length === 8) {
-      const lower = k === "Uniqueid" ? "uniqueid" : k === "Linkedid" ? "linkedid" : k.toLowerCase();
-      if (lower === "uniqueid") uniqueid ??= headers[i][1];
-      else if (lower === "linkedid") linkedid ??= headers[i][1];
-      else if (lower === "actionid") actionId ??= headers[i][1];
+    if (repeated(headers, i, k, stamp)) return undefined;
+    // Compare lengths first: most keys are none of these.
+    const length = k.length;
+    if (length === 5) {
+      if (event === null && sameLetters(k, "event")) event = headers[i][1];
+    } else if (length === 7) {
+      if (channel === null && sameLetters(k, "channel")) channel = headers[i][1];
+    } else if (length === 8) {
+      if (sameLetters(k, "uniqueid")) uniqueid ??= headers[i][1];
+      else if (sameLetters(k, "linkedid")) linkedid ??= headers[i][1];
+      else if (sameLetters(k, "actionid")) actionId ??= headers[i][1];
     }
   }
   reserve(units);
@@ -452,17 +482,16 @@ export function slowRow(server: string, sessionId: string, msg: AmiMessage): str
   let linkedid: string | null = null;
   let channel: string | null = null;
   let actionId: string | null = null;
+  // ASCII case-insensitive, as Asterisk compares header names (strcasecmp).
   for (const [k, v] of headers) {
-    // Compare lengths first: lowercasing every key of every event is the costly part.
     if (k.length === 5) {
-      if (event === null && k.toLowerCase() === "event") event = v;
+      if (event === null && sameLetters(k, "event")) event = v;
     } else if (k.length === 7) {
-      if (channel === null && k.toLowerCase() === "channel") channel = v;
+      if (channel === null && sameLetters(k, "channel")) channel = v;
     } else if (k.length === 8) {
-      const lower = k.toLowerCase();
-      if (lower === "uniqueid") uniqueid ??= v;
-      else if (lower === "linkedid") linkedid ??= v;
-      else if (lower === "actionid") actionId ??= v;
+      if (sameLetters(k, "uniqueid")) uniqueid ??= v;
+      else if (sameLetters(k, "linkedid")) linkedid ??= v;
+      else if (sameLetters(k, "actionid")) actionId ??= v;
     }
   }
   return `${copyValue(escapeNul(server))}\t${copyValue(escapeNul(sessionId))}\t${msg.seq}\t${
