@@ -32,7 +32,8 @@ import { streamPlan } from "./stream_server.ts";
 /** One measured figure. */
 export interface E2eFigure {
   round: number;
-  path: "daemon" | "copy";
+  /** `daemon`: no V8 flags; `daemon-small-heap`: the flags of `deno task start` and the service units. */
+  path: "daemon" | "daemon-small-heap" | "copy";
   events: number;
   seconds: number;
   eventsPerSecond: number;
@@ -44,7 +45,12 @@ export interface E2eFigure {
 export interface E2eRatio {
   round: number;
   daemonOverCopy: number;
+  /** With `--optimize-for-size`, as `deno task start` and the service units run the daemon. */
+  smallHeapOverCopy: number;
 }
+
+/** The V8 flags `deno task start`, `deploy/dami.service` and `deploy/Dockerfile` give the daemon. */
+export const DAEMON_V8_FLAGS = "--optimize-for-size";
 
 function loadavg(): string {
   return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
@@ -143,6 +149,21 @@ export async function runE2eBench(
         loadavg: load,
       });
       load = loadavg();
+      const [small] = await runIngestBenchSuite([{
+        store: "postgres",
+        scenario: "socket",
+        events,
+        v8Flags: DAEMON_V8_FLAGS,
+      }]);
+      figures.push({
+        round,
+        path: "daemon-small-heap",
+        events,
+        seconds: round2(events / small.eventsPerSecond),
+        eventsPerSecond: small.eventsPerSecond,
+        loadavg: load,
+      });
+      load = loadavg();
       const copy = await copyRun(path, receivedAt, events);
       figures.push({
         round,
@@ -153,9 +174,13 @@ export async function runE2eBench(
         loadavg: load,
       });
       console.error(
-        `round ${round}: daemon ${daemon.eventsPerSecond} events/s, \\copy ${copy.eventsPerSecond} rows/s (load ${load})`,
+        `round ${round}: daemon ${daemon.eventsPerSecond} events/s (${DAEMON_V8_FLAGS}: ${small.eventsPerSecond}), \\copy ${copy.eventsPerSecond} rows/s (load ${load})`,
       );
-      ratios.push({ round, daemonOverCopy: round2(daemon.eventsPerSecond / copy.eventsPerSecond) });
+      ratios.push({
+        round,
+        daemonOverCopy: round2(daemon.eventsPerSecond / copy.eventsPerSecond),
+        smallHeapOverCopy: round2(small.eventsPerSecond / copy.eventsPerSecond),
+      });
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -193,7 +218,8 @@ export function categorize(functionName: string, url: string): string {
   }
   if (url.includes("/daemon/spool")) return "spool write/fsync";
   if (url.includes("/dami/parser") || url.includes("/dami/")) return "parsing (DAMI client)";
-  if (/fieldsJson|jsonString/.test(functionName)) return "JSON of fields";
+  // The byte writer: putJson writes fields, the rest of the row is fastRow / putText.
+  if (/fieldsJson|jsonString|putJson|putUnicodeEscape/.test(functionName)) return "JSON of fields";
   if (url.includes("/daemon/ingest_record")) return "building COPY rows";
   if (url.includes("/postgres@") || url.includes("/postgres/") || url.includes("postgres_js")) {
     return "postgres.js write";

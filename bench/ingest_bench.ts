@@ -32,6 +32,8 @@ import { DAMI } from "../mod.ts";
 /** One scenario to run. */
 export interface IngestBenchOptions {
   store: "postgres" | "pglite";
+  /** V8 flags of the child process that runs the scenario (suite runs only). */
+  v8Flags?: string;
   scenario: "throughput" | "socket" | "latency" | "replay";
   /**
    * Events to ingest (throughput, replay).
@@ -410,7 +412,9 @@ export async function runIngestBenchSuite(
 ): Promise<IngestBenchResult[]> {
   const results: IngestBenchResult[] = [];
   for (const options of matrix) {
-    const args = ["run", "-A", new URL(import.meta.url).pathname, "--json"];
+    const args = ["run", "-A"];
+    if (options.v8Flags) args.push(`--v8-flags=${options.v8Flags}`);
+    args.push(new URL(import.meta.url).pathname, "--json");
     args.push("--store", options.store, "--scenario", options.scenario);
     if (options.strategy) args.push("--strategy", options.strategy);
     if (options.events) args.push("--events", String(options.events));
