@@ -43,6 +43,7 @@ export {
 export type { DAMIData, DAMIValue } from "./dami/data.ts";
 export type { ActionData, ActionScalar, ActionValue } from "./dami/action.ts";
 export { type AmiMessage, type AmiMessageKind, headerValue, headerValues } from "./dami/message.ts";
+export type { EventBytesSink } from "./dami/parser.ts";
 export {
   DAMIActionError,
   DAMIClosedError,

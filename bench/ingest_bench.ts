@@ -258,7 +258,16 @@ export async function runIngestBench(options: IngestBenchOptions): Promise<Inges
       const session = uuidv7();
       let received = 0;
       let fed = 0;
-      const dami = new DAMI({ hostname: "127.0.0.1", port });
+      // As the daemon's supervisor does: events as wire bytes when plain enough, the rest parsed.
+      const dami = new DAMI({
+        hostname: "127.0.0.1",
+        port,
+        eventBytes: (bytes, start, end, seq, receivedAt) => {
+          if (!ingest.eventBytes("pbx1", session, bytes, start, end, seq, receivedAt)) return false;
+          if (++received === total) fed = performance.now();
+          return true;
+        },
+      });
       dami.onMessage((msg) => {
         if (msg.kind !== "event") return;
         ingest.event("pbx1", session, msg);

@@ -82,9 +82,11 @@ import {
   encodeRecord,
   type EventLineFormat,
   eventRecord,
+  eventRecordFromWire,
   type IngestRecord,
   type SessionEnd,
   type SessionStart,
+  wireRowHead,
 } from "./ingest_record.ts";
 import { recordBytes, RecordQueue } from "./ingest/queue.ts";
 import { IngestCounters, type IngestStats } from "./ingest/stats.ts";
@@ -185,6 +187,12 @@ export class Ingest {
   #capReached = false;
   #droppedSinceLog = 0;
   #lastDropLog = 0;
+  /** The first columns of the rows of the last session seen by {@linkcode Ingest.eventBytes}. */
+  #wireHead: { server: string; sessionId: string; bytes: Uint8Array | undefined } = {
+    server: "",
+    sessionId: "",
+    bytes: undefined,
+  };
 
   private constructor(spool: Spool, options: IngestOptions) {
     this.#spool = spool;
@@ -239,6 +247,34 @@ export class Ingest {
     }
     this.#counters.receive(server);
     this.#accept(eventRecord(server, sessionId, msg));
+  }
+
+  /**
+   * Records an event straight from its wire bytes, as a DAMI client's `eventBytes`
+   * sink gets them (`seq` and `receivedAt` as the parser would give them): true when
+   * taken; false when the event must go through the parser and {@linkcode Ingest.event}
+   * (see `eventRecordFromWire` for which events this path takes). Same row either way.
+   */
+  eventBytes(
+    server: string,
+    sessionId: string,
+    bytes: Uint8Array,
+    start: number,
+    end: number,
+    seq: number,
+    receivedAt: number,
+  ): boolean {
+    if (this.#closing) return false; // event() logs and counts it
+    let head = this.#wireHead;
+    if (head.server !== server || head.sessionId !== sessionId) {
+      head = this.#wireHead = { server, sessionId, bytes: wireRowHead(server, sessionId) };
+    }
+    if (head.bytes === undefined) return false;
+    const record = eventRecordFromWire(server, head.bytes, bytes, start, end, seq, receivedAt);
+    if (record === undefined) return false;
+    this.#counters.receive(server);
+    this.#accept(record);
+    return true;
   }
 
   /** Records the end of a session (completes its `ami_sessions` row). */

@@ -467,6 +467,209 @@ function putUtf8(o: Uint8Array, p: number, c: number, d: number, json: boolean):
 }
 
 /**
+ * The first two columns of the rows of one session, `server<TAB>session_id<TAB>`, for
+ * {@linkcode eventRecordFromWire}; undefined when either holds U+0000 (the string path
+ * then flags the row).
+ */
+export function wireRowHead(server: string, sessionId: string): Uint8Array | undefined {
+  const o = new Uint8Array((server.length + sessionId.length) * 3 + 2);
+  let p = putText(o, 0, server);
+  if (p < 0) return undefined;
+  o[p++] = TAB;
+  p = putText(o, p, sessionId);
+  if (p < 0) return undefined;
+  o[p++] = TAB;
+  return o.slice(0, p);
+}
+
+/** Where pass 1 of {@linkcode eventRecordFromWire} keeps each header: key and value spans. */
+let spans = new Int32Array(4 * 64);
+
+/**
+ * The record of an event straight from its wire bytes `bytes[start..end)` (as an
+ * {@linkcode EventBytesSink} gets them), without parsing it into strings: the same
+ * row, byte for byte, as {@linkcode eventRecord} makes of the parsed message
+ * (`tests/ingest_record_test.ts` checks it on every recorded fixture and on hostile
+ * bytes). Undefined when the event is not plain enough for this path, which then
+ * leaves it to the parser: a byte outside printable ASCII (UTF-8 text, control
+ * characters, a carriage return not ending a line), a line without `:`, a repeated
+ * key, an `ActionID` (the client correlates those with its actions), a first header
+ * that is not `Event`.
+ *
+ * `head` is {@linkcode wireRowHead} of the event's server and session.
+ */
+export function eventRecordFromWire(
+  server: string,
+  head: Uint8Array,
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  seq: number,
+  receivedAt: number,
+): EventRecord | undefined {
+  // Pass 1: the headers' spans, and whether this path can take the event.
+  let n = 0;
+  let p = start;
+  let event = -1;
+  let uniqueid = -1;
+  let linkedid = -1;
+  let channel = -1;
+  const stamp = ++rowStamp;
+  while (p < end) {
+    const lineStart = p;
+    let colon = -1;
+    for (; p < end; p++) {
+      const c = bytes[p];
+      if (c >= 0x20 && c < 0x80) {
+        if (c === 0x3a && colon < 0) colon = p;
+      } else if (c === LF) {
+        break;
+      } else if (!(c === 0x0d && p + 1 < end && bytes[p + 1] === LF)) {
+        return undefined;
+      }
+    }
+    const lineEnd = p > lineStart && bytes[p - 1] === 0x0d ? p - 1 : p;
+    p++; // past the newline
+    if (lineEnd === lineStart) break; // the blank line that ends the message
+    if (colon < 0) return undefined;
+    let value = colon + 1;
+    if (value < lineEnd && bytes[value] === 0x20) value++;
+    if (4 * n + 4 > spans.length) {
+      if (n >= KEY_SLOTS / 2) return undefined;
+      const grown = new Int32Array(spans.length * 2);
+      grown.set(spans);
+      spans = grown;
+    }
+    const keyLength = colon - lineStart;
+    if (repeatedBytes(bytes, lineStart, keyLength, n, stamp)) return undefined;
+    spans[4 * n] = lineStart;
+    spans[4 * n + 1] = colon;
+    spans[4 * n + 2] = value;
+    spans[4 * n + 3] = lineEnd;
+    if (keyLength === 5) {
+      if (event < 0 && sameLetterBytes(bytes, lineStart, "event")) event = n;
+    } else if (keyLength === 7) {
+      if (channel < 0 && sameLetterBytes(bytes, lineStart, "channel")) channel = n;
+    } else if (keyLength === 8) {
+      if (sameLetterBytes(bytes, lineStart, "uniqueid")) uniqueid = uniqueid < 0 ? n : uniqueid;
+      else if (sameLetterBytes(bytes, lineStart, "linkedid")) {
+        linkedid = linkedid < 0 ? n : linkedid;
+      } else if (sameLetterBytes(bytes, lineStart, "actionid")) return undefined;
+    }
+    n++;
+  }
+  if (event !== 0) return undefined;
+  // Pass 2: the row. At most 4 bytes per byte of the message (a backslash in fields).
+  reserve(head.length + 4 * (end - start) + 64);
+  const o = arena;
+  let q = arenaAt;
+  o.set(head, q);
+  q += head.length;
+  q = putText(o, q, String(seq));
+  o[q++] = TAB;
+  q = putText(o, q, timestampText(receivedAt));
+  o[q++] = TAB;
+  q = putValueBytes(o, q, bytes, 0);
+  o[q++] = TAB;
+  q = uniqueid < 0 ? putNull(o, q) : putValueBytes(o, q, bytes, uniqueid);
+  o[q++] = TAB;
+  q = linkedid < 0 ? putNull(o, q) : putValueBytes(o, q, bytes, linkedid);
+  o[q++] = TAB;
+  q = channel < 0 ? putNull(o, q) : putValueBytes(o, q, bytes, channel);
+  o[q++] = TAB;
+  q = putNull(o, q); // action_id: an event with one takes the parser's path
+  o[q++] = TAB;
+  o[q++] = 0x7b; // {
+  for (let i = 0; i < n; i++) {
+    if (i > 0) o[q++] = 0x2c; // ,
+    q = putJsonBytes(o, q, bytes, spans[4 * i], spans[4 * i + 1]);
+    o[q++] = 0x3a; // :
+    q = putJsonBytes(o, q, bytes, spans[4 * i + 2], spans[4 * i + 3]);
+  }
+  o[q++] = 0x7d; // }
+  o[q++] = TAB;
+  q = putNull(o, q); // raw_b64: the bytes are valid (ASCII)
+  o[q++] = TAB;
+  o[q++] = 0x66; // f
+  o[q++] = LF;
+  return { type: "event", server, receivedAt, bytes: take(q), format: CURRENT_EVENT_FORMAT };
+}
+
+/** Header `i`'s value (printable ASCII) in COPY text format. */
+function putValueBytes(o: Uint8Array, q: number, bytes: Uint8Array, i: number): number {
+  const to = spans[4 * i + 3];
+  for (let p = spans[4 * i + 2]; p < to; p++) {
+    const c = bytes[p];
+    if (c === BACKSLASH) o[q++] = BACKSLASH;
+    o[q++] = c;
+  }
+  return q;
+}
+
+/** `bytes[from..to)` (printable ASCII) as a JSON string in COPY text format. */
+function putJsonBytes(
+  o: Uint8Array,
+  q: number,
+  bytes: Uint8Array,
+  from: number,
+  to: number,
+): number {
+  o[q++] = QUOTE;
+  for (let p = from; p < to; p++) {
+    const c = bytes[p];
+    if (c === QUOTE) {
+      o[q++] = BACKSLASH;
+      o[q++] = BACKSLASH;
+    } else if (c === BACKSLASH) {
+      o[q++] = BACKSLASH;
+      o[q++] = BACKSLASH;
+      o[q++] = BACKSLASH;
+    }
+    o[q++] = c;
+  }
+  o[q++] = QUOTE;
+  return q;
+}
+
+/** Whether the key `bytes[from..from+length)` is that of an earlier header of the row; records it. */
+function repeatedBytes(
+  bytes: Uint8Array,
+  from: number,
+  length: number,
+  i: number,
+  stamp: number,
+): boolean {
+  let slot = length === 0 ? 0 : (length * 31 + bytes[from] * 7 + bytes[from + length - 1] * 13 +
+    bytes[from + (length >> 1)]) & (KEY_SLOTS - 1);
+  while (slotStamp[slot] === stamp) {
+    const j = slotHeader[slot];
+    const other = spans[4 * j];
+    if (spans[4 * j + 1] - other === length) {
+      let same = true;
+      for (let k = 0; k < length; k++) {
+        if (bytes[other + k] !== bytes[from + k]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return true;
+    }
+    slot = (slot + 1) & (KEY_SLOTS - 1);
+  }
+  slotStamp[slot] = stamp;
+  slotHeader[slot] = i;
+  return false;
+}
+
+/** Whether `bytes[from..]` spells `lower` (lowercase ASCII letters) ignoring ASCII case. */
+function sameLetterBytes(bytes: Uint8Array, from: number, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    if ((bytes[from + i] | 0x20) !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/**
  * The row as text, built with strings (the path of events with a repeated header or a
  * U+0000, and the reference the byte path is tested against).
  */

@@ -21,6 +21,7 @@
 import { getLogger, type Logger } from "@logtape/logtape";
 import { Cron } from "croner";
 import { DAMI, type DAMICloseInfo, type DAMILogger } from "../dami/client.ts";
+import type { EventBytesSink } from "../dami/parser.ts";
 import {
   DAMIActionError,
   DAMIError,
@@ -52,6 +53,19 @@ export type { ActionRun, ActionRunStatus, SessionEnd, SessionStart };
 export interface SessionRecorder {
   sessionStarted(session: SessionStart): void;
   event(server: string, sessionId: string, message: AmiMessage): void;
+  /**
+   * An event as its wire bytes (see `Ingest.eventBytes`): true when recorded, false to
+   * have it parsed and given to {@linkcode SessionRecorder.event} instead.
+   */
+  eventBytes?(
+    server: string,
+    sessionId: string,
+    bytes: Uint8Array,
+    start: number,
+    end: number,
+    seq: number,
+    receivedAt: number,
+  ): boolean;
   sessionEnded(session: SessionEnd): void;
   actionRun(run: ActionRun): void;
 }
@@ -337,6 +351,19 @@ export class Supervisor {
    */
   async #session(): Promise<number | "login_failed" | "connect_failed"> {
     const server = this.#server;
+    const recorder = this.#recorder;
+    // Most events go to the recorder as their wire bytes, unparsed; the rest (and
+    // Shutdown, which ends the session below) through onMessage.
+    const eventBytes: EventBytesSink | undefined = recorder.eventBytes &&
+      ((bytes, start, end, seq, receivedAt) => {
+        if (isShutdownEvent(bytes, start, end)) return false;
+        begin();
+        if (!recorder.eventBytes!(this.name, sessionId, bytes, start, end, seq, receivedAt)) {
+          return false;
+        }
+        received?.inc();
+        return true;
+      });
     const dami = new DAMI({
       hostname: server.host,
       port: server.port,
@@ -344,6 +371,7 @@ export class Supervisor {
       caCerts: this.#caCerts,
       connectTimeoutMs: server.connectTimeoutMs,
       logger: this.#clientLog,
+      eventBytes,
     });
     const sessionId = uuidv7();
     let started = false;
@@ -547,4 +575,21 @@ function endReason(current: Current, info: DAMICloseInfo): string {
     default:
       return `${info.reason}: ${info.message}${truncated}`;
   }
+}
+
+const SHUTDOWN = "Shutdown";
+
+/**
+ * Whether the event `bytes[start..end)` (offered because it begins `Event:`) is a
+ * `Shutdown`: its first value, after one optional space, as `headerValue` reads it.
+ */
+function isShutdownEvent(bytes: Uint8Array, start: number, end: number): boolean {
+  let at = start + 6; // past "Event:"
+  if (bytes[at] === 32) at++;
+  const after = at + SHUTDOWN.length;
+  if (after >= end || (bytes[after] !== 13 && bytes[after] !== 10)) return false;
+  for (let i = 0; i < SHUTDOWN.length; i++) {
+    if (bytes[at + i] !== SHUTDOWN.charCodeAt(i)) return false;
+  }
+  return true;
 }

@@ -42,7 +42,7 @@ import {
   DAMITimeoutError,
 } from "./errors.ts";
 import { type AmiMessage, headerValue } from "./message.ts";
-import { AmiParser, DEFAULT_MAX_MESSAGE_BYTES } from "./parser.ts";
+import { AmiParser, DEFAULT_MAX_MESSAGE_BYTES, type EventBytesSink } from "./parser.ts";
 
 /** Where log lines go; `console` fits. */
 export interface DAMILogger {
@@ -86,6 +86,14 @@ export interface DAMIOptions {
   /** Size of the socket read buffer. 64 KiB measured fastest with the least memory (bench/).
    * @default {65536} */
   readBufferBytes?: number;
+  /**
+   * For recorders: offered every event as its wire bytes before it is parsed (see
+   * {@linkcode EventBytesSink}). An event the sink takes (returns true) is counted but
+   * neither parsed nor delivered to `onMessage`, `on()` or an action; one it declines
+   * is parsed and delivered as usual. The sink must decline events whose answers or
+   * listeners the application needs (an event with an `ActionID`, for instance).
+   */
+  eventBytes?: EventBytesSink;
 }
 
 /** Credentials and login options of {@linkcode DAMI.connectAndLogin}. */
@@ -168,7 +176,10 @@ const SILENT: DAMILogger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** A client of the Asterisk Manager Interface. */
 export class DAMI {
-  #options: Required<Omit<DAMIOptions, "caCerts" | "logger">> & { caCerts?: string[] };
+  #options: Required<Omit<DAMIOptions, "caCerts" | "logger" | "eventBytes">> & {
+    caCerts?: string[];
+  };
+  #eventBytes: EventBytesSink | undefined;
   #log: DAMILogger;
   #conn: Deno.Conn | undefined;
   #parser: AmiParser | undefined;
@@ -208,6 +219,7 @@ export class DAMI {
       maxMessageBytes: options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
       readBufferBytes: options.readBufferBytes ?? 64 * 1024,
     };
+    this.#eventBytes = options.eventBytes;
     this.#log = options.logger === true
       ? console
       : options.logger === false || options.logger === undefined
@@ -318,7 +330,10 @@ export class DAMI {
     this.#conn = conn;
     this.#closeInfo = undefined;
     this.#loggingOff = false;
-    this.#parser = new AmiParser({ maxMessageBytes: this.#options.maxMessageBytes });
+    this.#parser = new AmiParser({
+      maxMessageBytes: this.#options.maxMessageBytes,
+      eventBytes: this.#eventBytes,
+    });
     this.#closed = new Promise((resolve) => (this.#resolveClosed = resolve));
     this.#readLoop(conn, this.#parser);
   }

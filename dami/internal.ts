@@ -21,4 +21,9 @@
 export { encodeAction, MAX_HEADERS, MAX_LINE_BYTES } from "./action.ts";
 export { losslessNumber, toDAMIData } from "./data.ts";
 export { headersToFields } from "./message.ts";
-export { AmiParser, type AmiParserOptions, DEFAULT_MAX_MESSAGE_BYTES } from "./parser.ts";
+export {
+  AmiParser,
+  type AmiParserOptions,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  type EventBytesSink,
+} from "./parser.ts";

@@ -47,7 +47,29 @@ export interface AmiParserOptions {
    * @default {Date.now}
    */
   now?: () => number;
+  /**
+   * Offered each complete message whose first line starts with `Event:` before it is
+   * parsed (see {@linkcode EventBytesSink}); a recorder that stores the wire bytes its
+   * own way spares the parsing. The rest of a read after a `Response: Follows` (an
+   * Asterisk 13 command body) is parsed as usual, not offered.
+   */
+  eventBytes?: EventBytesSink;
 }
+
+/**
+ * Takes an event as its wire bytes, `bytes[start..end)` (its lines and the blank line
+ * that ends it; valid only during the call), with the `seq` it has and its receive
+ * time. Returns true when it took the event: the event is counted (the next one gets
+ * `seq + 1`) but not parsed, so no {@linkcode AmiMessage} of it is returned. Returns
+ * false to have it parsed as usual, with that `seq`.
+ */
+export type EventBytesSink = (
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  seq: number,
+  receivedAt: number,
+) => boolean;
 
 const LF = 10;
 const CR = 13;
@@ -75,12 +97,14 @@ export class AmiParser {
   #followsOutput = false;
   #fatal = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   #lenient = new TextDecoder("utf-8", { ignoreBOM: true });
+  #eventBytes: EventBytesSink | undefined;
 
   /** A parser for one connection's byte stream. */
   constructor(options: AmiParserOptions = {}) {
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.#wantBanner = options.expectBanner ?? true;
     this.#now = options.now ?? Date.now;
+    this.#eventBytes = options.eventBytes;
   }
 
   /** The greeting line, once received (e.g. `Asterisk Call Manager/9.0.0`). */
@@ -134,6 +158,15 @@ export class AmiParser {
       return out;
     }
     const receivedAt = this.#now();
+    // Offered events, then the rest parsed as below. Not inside a message or a command
+    // body carried over from the previous read: there, blank lines are not boundaries.
+    if (this.#eventBytes !== undefined && !this.#follows && this.#headers.length === 0) {
+      start = this.#offerEvents(data, start, cut, receivedAt, out);
+      if (start === cut) {
+        this.#keep(data, cut);
+        return out;
+      }
+    }
     const region = data.subarray(start, cut);
     let text: string | undefined;
     try {
@@ -145,6 +178,46 @@ export class AmiParser {
     else this.#parseInvalid(region, receivedAt, out);
     this.#keep(data, cut);
     return out;
+  }
+
+  /**
+   * Offers the events of `data[from..cut)` (whole messages) one by one to the sink, and
+   * parses those it declines and the other messages one by one. Stops after a message
+   * that opens an Asterisk 13 command body (which spans blank lines) and returns where
+   * the rest starts (`cut` when none did): the caller parses the rest.
+   */
+  #offerEvents(
+    data: Uint8Array,
+    from: number,
+    cut: number,
+    receivedAt: number,
+    out: AmiMessage[],
+  ): number {
+    const sink = this.#eventBytes!;
+    while (from < cut) {
+      const end = firstMessageEnd(data, from);
+      const isEvent = data[from] === 69 /* E */ && data[from + 1] === 118 &&
+        data[from + 2] === 101 && data[from + 3] === 110 && data[from + 4] === 116 &&
+        data[from + 5] === 58; /* : */
+      if (isEvent && sink(data, from, end, this.#eventSeq + 1, receivedAt)) {
+        this.#eventSeq++;
+      } else {
+        const part = data.subarray(from, end);
+        let text: string;
+        let raw: Uint8Array | undefined;
+        try {
+          text = this.#fatal.decode(part);
+        } catch {
+          text = this.#lenient.decode(part);
+          raw = part.slice();
+        }
+        this.#parseText(text, receivedAt, out, raw);
+        // An Asterisk 13 command body began: its blank lines are not boundaries.
+        if (this.#follows || this.#headers.length > 0) return end;
+      }
+      from = end;
+    }
+    return from;
   }
 
   /** Stores `data[from..]` as the unfinished remainder, enforcing the size cap. */

@@ -10,8 +10,10 @@ import {
   decodeRecord,
   encodeRecord,
   eventRecord,
+  eventRecordFromWire,
   eventRowText,
   slowRow,
+  wireRowHead,
 } from "../daemon/ingest_record.ts";
 import { CALL_FIXTURE_NAMES, FIXTURE_NAMES, loadFixture, seededRandom } from "./fixtures.ts";
 
@@ -140,4 +142,160 @@ Deno.test("rows encoded one after another are contiguous in memory; a huge one h
   // Earlier rows are never overwritten by later ones.
   assert.equal(eventRowText(a).split("\t")[4], "A");
   assert.equal(eventRowText(b).split("\t")[4], "B");
+});
+
+/** The row the parser's path makes of one message's wire bytes, or undefined if it is no event. */
+function parsedRow(server: string, session: string, wire: Uint8Array, seq: number, at: number) {
+  const parser = new AmiParser({ expectBanner: false, now: () => at });
+  const [msg, ...rest] = parser.push(wire);
+  if (msg?.kind !== "event" || rest.length > 0) return undefined;
+  return expected(server, session, { ...msg, seq });
+}
+
+Deno.test("from the wire: every recorded event taken without parsing gives the parser's row", () => {
+  const head = wireRowHead("pbx1", SESSION)!;
+  let taken = 0;
+  let declined = 0;
+  for (const name of [...FIXTURE_NAMES, ...CALL_FIXTURE_NAMES]) {
+    const parser = new AmiParser({
+      expectBanner: true,
+      eventBytes: (bytes, start, end, seq, receivedAt) => {
+        const wire = bytes.slice(start, end);
+        const record = eventRecordFromWire("pbx1", head, bytes, start, end, seq, receivedAt);
+        if (record === undefined) {
+          declined++;
+          return false;
+        }
+        assert.deepEqual(record.bytes, parsedRow("pbx1", SESSION, wire, seq, receivedAt), name);
+        taken++;
+        return true;
+      },
+    });
+    for (const chunk of loadFixture(name).inChunks) parser.push(chunk);
+  }
+  assert.ok(taken > 1000, `taken ${taken}, declined ${declined}`);
+  assert.ok(taken > 10 * declined, `taken ${taken}, declined ${declined}`);
+});
+
+Deno.test("from the wire: hostile bytes are either declined or give the parser's row", () => {
+  const pieces = [
+    "a",
+    "Value",
+    '"',
+    "\\",
+    "\t",
+    "\r",
+    "\u0001",
+    "\u007f",
+    "é",
+    ":",
+    ": ",
+    " ",
+    "",
+    "\\N",
+    "ActionID",
+    "actionid",
+    "UNIQUEID",
+    "Linkedid",
+    "channel",
+    "Event",
+    "Lin\u212aedid",
+    "\u0000",
+  ];
+  const random = seededRandom(23);
+  const pick = () => pieces[Math.floor(random() * pieces.length)];
+  const text = (max: number) => Array.from({ length: Math.floor(random() * max) }, pick).join("");
+  const head = wireRowHead("pbx1", SESSION)!;
+  let taken = 0;
+  for (let round = 0; round < 5_000; round++) {
+    const eol = random() < 0.2 ? "\n" : "\r\n";
+    let wire = `Event: ${text(3)}${eol}`;
+    const n = Math.floor(random() * 8);
+    for (let i = 0; i < n; i++) {
+      wire += random() < 0.05
+        ? `${text(4)}${eol}`
+        : `${text(2)}:${random() < 0.8 ? " " : ""}${text(4)}${eol}`;
+    }
+    wire += eol;
+    const bytes = new TextEncoder().encode(wire);
+    const want = parsedRow("pbx1", SESSION, bytes, round + 1, Date.UTC(2026, 10, 30) + round);
+    const record = eventRecordFromWire(
+      "pbx1",
+      head,
+      bytes,
+      0,
+      bytes.length,
+      round + 1,
+      Date.UTC(2026, 10, 30) + round,
+    );
+    // A blank line drawn inside makes two messages: the parser never offers those bytes.
+    if (record === undefined || want === undefined) continue;
+    taken++;
+    assert.equal(
+      new TextDecoder().decode(record.bytes),
+      new TextDecoder().decode(want),
+      `seed 23, round ${round}: ${JSON.stringify(wire)}`,
+    );
+  }
+  assert.ok(taken > 500, `only ${taken} taken`);
+});
+
+Deno.test("the parser's event sink: seqs stay contiguous, declined events are parsed, responses never offered", () => {
+  for (const name of FIXTURE_NAMES) {
+    const plain = new AmiParser({ expectBanner: true }).push(loadFixture(name).inBytes);
+    const seen: { seq: number; text: string }[] = [];
+    const random = seededRandom(5);
+    const parser = new AmiParser({
+      expectBanner: true,
+      eventBytes: (bytes, start, end, seq) => {
+        const text = new TextDecoder().decode(bytes.subarray(start, end));
+        assert.ok(text.startsWith("Event:"), text);
+        if (random() < 0.3) return false;
+        seen.push({ seq, text });
+        return true;
+      },
+    });
+    const out: AmiMessage[] = [];
+    // In pieces, as socket reads come.
+    const bytes = loadFixture(name).inBytes;
+    for (let at = 0; at < bytes.length;) {
+      const size = 1 + Math.floor(random() * 3000);
+      parser.push(bytes.subarray(at, at + size), out);
+      at += size;
+    }
+    assert.equal(parser.eventCount, plain.filter((m) => m.kind === "event").length, name);
+    // Every message is either returned or was taken, in order, with the same seq.
+    const taken = new Map(seen.map((s) => [s.seq, s]));
+    const returned = out.map((m) => `${m.kind}:${m.seq}`);
+    const expectedReturned = plain
+      .filter((m) => !(m.kind === "event" && taken.has(m.seq)))
+      .map((m) => `${m.kind}:${m.seq}`);
+    assert.deepEqual(returned, expectedReturned, name);
+    for (const m of plain) {
+      const t = m.kind === "event" ? taken.get(m.seq) : undefined;
+      if (t) assert.equal(t.text.split(/\r?\n/)[0], `Event: ${m.headers[0][1]}`, name);
+    }
+  }
+});
+
+Deno.test("the parser's event sink: an Asterisk 13 command body with blank lines is parsed whole, events around it offered", () => {
+  const wire = new TextEncoder().encode(
+    "Event: A\r\nX: 1\r\n\r\n" +
+      "Response: Follows\r\nPrivilege: Command\r\nActionID: 7\r\nline 1\r\n\r\nEvent: Not one\r\n\r\n" +
+      "--END COMMAND--\r\n\r\nEvent: B\r\nX: 2\r\n\r\n",
+  );
+  const plain = new AmiParser({ expectBanner: false, now: () => 1 }).push(wire);
+  const offered: number[] = [];
+  const out = new AmiParser({
+    expectBanner: false,
+    now: () => 1,
+    eventBytes: (_bytes, _start, _end, seq) => {
+      offered.push(seq);
+      return true;
+    },
+  }).push(wire);
+  // After the body began, the rest of that read is parsed as without a sink.
+  assert.deepEqual(offered, [1]);
+  assert.deepEqual(out, plain.slice(1));
+  assert.ok(out[0].headers.some(([k, v]) => k === "Output" && v === "Event: Not one"));
 });
