@@ -7,10 +7,14 @@
  *
  * The methods called by the reader ({@linkcode Ingest.event} and friends) are
  * synchronous and never wait on the database. Each record is converted once to its
- * row (for an event, its COPY text line), appended to the spool (`<dataDir>/spool`,
- * see `spool.ts`), which is written and fsynced every `fsyncIntervalMs`, and kept in
- * a bounded in-memory queue that caches the spool's newest records (`queueBytes`, 64 MiB
- * by default; see `ingest/queue.ts`). One writer (`ingest/writer_loop.ts`) takes
+ * row: an event to its COPY text row as UTF-8 bytes, written into shared 1 MiB chunks
+ * (`eventRecord`), or straight from its wire bytes without being parsed at all
+ * ({@linkcode Ingest.eventBytes}, which the daemon's AMI reader feeds through the DAMI
+ * client's `eventBytes` sink). The row is appended to the spool (`<dataDir>/spool`,
+ * see `spool.ts`; a byte copy), which is written and fsynced every `fsyncIntervalMs`,
+ * and kept in a bounded in-memory queue that caches the spool's newest records
+ * (`queueBytes`, 64 MiB by default; see `ingest/queue.ts`). A batch goes to COPY as
+ * the few slices of those chunks its rows lie in: no string is built or encoded. One writer (`ingest/writer_loop.ts`) takes
  * batches (up to `maxBatch` records and 8 MiB) in spool order and writes each in one
  * transaction (see `batch_writer.ts`), then releases them from the spool, whose files
  * are deleted once fully written. While the database keeps up, batches come from memory and most
