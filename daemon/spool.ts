@@ -70,10 +70,10 @@ export interface SpoolPosition {
   readonly offset: number;
 }
 
-/** What {@linkcode Spool.read} returns. */
-export interface SpoolRead {
+/** What {@linkcode Spool.read} returns (payloads as text, or as UTF-8 bytes with {@linkcode Spool.readBytes}). */
+export interface SpoolRead<T = string> {
   /** Payloads of the records read, in order. */
-  payloads: string[];
+  payloads: T[];
   /** Where the next read starts (the end of the last record read or skipped). */
   end: SpoolPosition;
   /** Lines skipped because their checksum or framing was wrong (a torn tail counts one). */
@@ -268,8 +268,29 @@ export class Spool {
    * reaches `maxBytes` of lines. Records still in the buffer are flushed first. An
    * empty result means nothing was appended after `from`.
    */
-  async read(from: SpoolPosition, maxRecords: number, maxBytes = Infinity): Promise<SpoolRead> {
-    const payloads: string[] = [];
+  read(from: SpoolPosition, maxRecords: number, maxBytes = Infinity): Promise<SpoolRead> {
+    return this.#read(from, maxRecords, maxBytes, (body) => decoder.decode(body));
+  }
+
+  /**
+   * Like {@linkcode Spool.read}, the payloads as their UTF-8 bytes (views of the bytes
+   * read, no copy, no decoding).
+   */
+  readBytes(
+    from: SpoolPosition,
+    maxRecords: number,
+    maxBytes = Infinity,
+  ): Promise<SpoolRead<Uint8Array>> {
+    return this.#read(from, maxRecords, maxBytes, (body) => body);
+  }
+
+  async #read<T>(
+    from: SpoolPosition,
+    maxRecords: number,
+    maxBytes: number,
+    payloadOf: (body: Uint8Array) => T,
+  ): Promise<SpoolRead<T>> {
+    const payloads: T[] = [];
     let corrupt = 0;
     let position = from;
     let chunk = READ_CHUNK;
@@ -288,7 +309,7 @@ export class Spool {
           if (newline < 0) break;
           const payload = verifiedPayload(bytes, start, newline);
           if (payload === null) corrupt++;
-          else payloads.push(payload);
+          else payloads.push(payloadOf(payload));
           bytesRead += newline + 1 - start;
           start = newline + 1;
         }
@@ -473,7 +494,7 @@ function closeFile(segment: Segment): void {
 }
 
 /** The payload of line `bytes[start, end)` when its checksum matches, else null. */
-function verifiedPayload(bytes: Uint8Array, start: number, end: number): string | null {
+function verifiedPayload(bytes: Uint8Array, start: number, end: number): Uint8Array | null {
   if (end - start < 10 || bytes[start + 8] !== SPACE) return null;
   let expected = 0;
   for (let i = start; i < start + 8; i++) {
@@ -483,7 +504,7 @@ function verifiedPayload(bytes: Uint8Array, start: number, end: number): string 
     expected = expected * 16 + digit;
   }
   const body = bytes.subarray(start + 9, end);
-  return crc32(body) === expected ? decoder.decode(body) : null;
+  return crc32(body) === expected ? body : null;
 }
 
 /** Makes a new file's directory entry durable (best effort: not every platform can). */

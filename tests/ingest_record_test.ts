@@ -8,6 +8,7 @@ import { AmiParser } from "../dami/parser.ts";
 import type { AmiMessage } from "../dami/message.ts";
 import {
   decodeRecord,
+  decodeRecordBytes,
   encodeRecord,
   eventRecord,
   eventRecordFromWire,
@@ -298,4 +299,58 @@ Deno.test("the parser's event sink: an Asterisk 13 command body with blank lines
   assert.deepEqual(offered, [1]);
   assert.deepEqual(out, plain.slice(1));
   assert.ok(out[0].headers.some(([k, v]) => k === "Output" && v === "Event: Not one"));
+});
+
+Deno.test("a spool line read back as bytes gives the record the text path gives, and the same errors", () => {
+  const encoder = new TextEncoder();
+  const lines: string[] = [];
+  for (const name of FIXTURE_NAMES) {
+    for (const msg of new AmiParser({ expectBanner: true }).push(loadFixture(name).inBytes)) {
+      lines.push(encodeRecord(eventRecord("pbx\t1 é", SESSION, msg)));
+    }
+  }
+  lines.push(encodeRecord(eventRecord("pb\u0000x", SESSION, message([["Event", "A\u0000"]]))));
+  lines.push(
+    encodeRecord(
+      eventRecord("pbx1", SESSION, message([["Event", "B"]], { rawBytes: encoder.encode("\xff") })),
+    ),
+  );
+  lines.push(
+    encodeRecord({
+      type: "session_start",
+      session: { id: SESSION, server: "pbx1", connectedAt: new Date(5) },
+    }),
+  );
+  for (const line of lines) {
+    assert.deepEqual(
+      decodeRecordBytes(encoder.encode(line)),
+      decodeRecord(line),
+      line.slice(0, 60),
+    );
+  }
+  const row = lines[0].slice(3);
+  for (
+    const bad of [
+      `e9\t${row}`,
+      `e1${row}`,
+      `\t${row}`,
+      `toString\t${row}`,
+      "e1\t",
+      "e1\t\\N\tx",
+      "中文中文中文中文中文\tx",
+      "{not json",
+    ]
+  ) {
+    let expectedError = "";
+    try {
+      decodeRecord(bad);
+    } catch (error) {
+      expectedError = String(error);
+    }
+    assert.notEqual(expectedError, "", bad);
+    assert.throws(
+      () => decodeRecordBytes(encoder.encode(bad)),
+      (error) => String(error) === expectedError,
+    );
+  }
 });

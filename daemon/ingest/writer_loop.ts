@@ -12,7 +12,7 @@
 import type { Logger } from "@logtape/logtape";
 import { delay } from "../abortable.ts";
 import type { BatchWriter, WriteResult } from "../batch_writer.ts";
-import { decodeRecord, type IngestRecord, recordServer } from "../ingest_record.ts";
+import { decodeRecordBytes, type IngestRecord, recordServer } from "../ingest_record.ts";
 import { DATABASE_RETRY, retryDelay } from "../retry.ts";
 import type { Spool, SpoolPosition } from "../spool.ts";
 import { errorText, MigrationError } from "../store.ts";
@@ -150,7 +150,11 @@ export class WriterLoop {
   async #readSpool(): Promise<{ batch: IngestRecord[]; end: SpoolPosition } | undefined> {
     let read;
     try {
-      read = await this.#o.spool.read(this.#cursor, this.#o.maxBatch, this.#o.maxBatchBytes);
+      read = await this.#o.spool.readBytes(
+        this.#cursor,
+        this.#o.maxBatch,
+        this.#o.maxBatchBytes,
+      );
     } catch (error) {
       this.#o.log.error("Cannot read the spool: {error}", { error: errorText(error) });
       await delay(DATABASE_RETRY.maxDelayMs, { signal: this.#closing.signal });
@@ -160,7 +164,7 @@ export class WriterLoop {
     const batch: IngestRecord[] = [];
     for (const payload of read.payloads) {
       try {
-        batch.push(decodeRecord(payload));
+        batch.push(decodeRecordBytes(payload));
       } catch {
         corrupt++;
       }
