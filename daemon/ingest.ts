@@ -85,9 +85,11 @@ import {
   type ActionRun,
   encodeRecord,
   type EventLineFormat,
+  type EventRecord,
   eventRecord,
   eventRecordFromWire,
   type IngestRecord,
+  RowArena,
   type SessionEnd,
   type SessionStart,
   wireRowHead,
@@ -191,6 +193,11 @@ export class Ingest {
   #capReached = false;
   #droppedSinceLog = 0;
   #lastDropLog = 0;
+  /**
+   * Where this pipeline's event rows live. It holds its records alone (the queue, the
+   * batch being written), so it gives each row back once written or forgotten.
+   */
+  readonly #arena = new RowArena({ recycle: true });
   /** The first columns of the rows of the last session seen by {@linkcode Ingest.eventBytes}. */
   #wireHead: { server: string; sessionId: string; bytes: Uint8Array | undefined } = {
     server: "",
@@ -201,7 +208,10 @@ export class Ingest {
   private constructor(spool: Spool, options: IngestOptions) {
     this.#spool = spool;
     this.#log = options.logger ?? getLogger(["dami", "ingest"]);
-    this.#queue = new RecordQueue(spool.end, { maxBytes: options.queueBytes });
+    this.#queue = new RecordQueue(spool.end, {
+      maxBytes: options.queueBytes,
+      onForget: (record) => this.#release(record),
+    });
     if (spool.bytes > 0) {
       this.#log.info("Replaying {bytes} bytes of spool left by the previous run", {
         bytes: spool.bytes,
@@ -217,6 +227,7 @@ export class Ingest {
       log: this.#log,
       maxBatch: options.maxBatch ?? (options.store.kind === "pglite" ? 500 : 5000),
       maxBatchBytes: options.maxBatchBytes ?? 8 * 1024 * 1024,
+      arena: this.#arena,
       afterCommit: () => this.#moveHeld(),
       onCommitted: options.onCommitted,
       onFatal: options.onFatal,
@@ -250,7 +261,7 @@ export class Ingest {
       return;
     }
     this.#counters.receive(server);
-    this.#accept(eventRecord(server, sessionId, msg));
+    this.#accept(eventRecord(server, sessionId, msg, this.#arena));
   }
 
   /**
@@ -274,7 +285,16 @@ export class Ingest {
       head = this.#wireHead = { server, sessionId, bytes: wireRowHead(server, sessionId) };
     }
     if (head.bytes === undefined) return false;
-    const record = eventRecordFromWire(server, head.bytes, bytes, start, end, seq, receivedAt);
+    const record = eventRecordFromWire(
+      server,
+      head.bytes,
+      bytes,
+      start,
+      end,
+      seq,
+      receivedAt,
+      this.#arena,
+    );
     if (record === undefined) return false;
     this.#counters.receive(server);
     this.#accept(record);
@@ -330,7 +350,7 @@ export class Ingest {
     await this.#writer.drain(AbortSignal.timeout(timeoutMs));
     this.#moveHeld();
     for (const record of this.#queue.takeHeld()) {
-      if (record.type === "event") this.#drop(record.server);
+      if (record.type === "event") this.#drop(record);
     }
     await this.#spool.close();
     if (this.#spool.bytes > 0) {
@@ -343,13 +363,13 @@ export class Ingest {
   #accept(record: IngestRecord): void {
     if (this.#closing) {
       this.#log.error("A {type} record arrived after close() and is lost", { type: record.type });
-      if (record.type === "event") this.#drop(record.server);
+      if (record.type === "event") this.#drop(record);
       return;
     }
     if (this.#queue.heldCount === 0 && this.#append(record)) return;
     if (!this.#capReached) this.#spoolFull();
     if (!this.#queue.hold(record, recordBytes(record)) && record.type === "event") {
-      this.#drop(record.server);
+      this.#drop(record);
     }
   }
 
@@ -370,6 +390,10 @@ export class Ingest {
     return true;
   }
 
+  #release(record: IngestRecord): void {
+    if (record.type === "event") this.#arena.release(record.bytes);
+  }
+
   #spoolFull(): void {
     this.#capReached = true;
     this.#log.error(
@@ -379,8 +403,9 @@ export class Ingest {
     );
   }
 
-  #drop(server: string): void {
-    this.#counters.drop(server);
+  #drop(record: EventRecord): void {
+    this.#release(record);
+    this.#counters.drop(record.server);
     this.#droppedSinceLog++;
     const now = Date.now();
     if (now - this.#lastDropLog >= LOG_REPEAT_MS) {

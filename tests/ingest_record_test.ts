@@ -13,6 +13,7 @@ import {
   eventRecord,
   eventRecordFromWire,
   eventRowText,
+  RowArena,
   slowRow,
   wireRowHead,
 } from "../daemon/ingest_record.ts";
@@ -353,4 +354,51 @@ Deno.test("a spool line read back as bytes gives the record the text path gives,
       (error) => String(error) === expectedError,
     );
   }
+});
+
+Deno.test("a recycling arena reuses a chunk only once every row of it is released", () => {
+  const arena = new RowArena({ recycle: true });
+  const rows: Uint8Array[] = [];
+  // ~3 chunks of rows.
+  for (let i = 0; i < 7_000; i++) {
+    rows.push(
+      eventRecord("pbx1", SESSION, message([["Event", `E${i}`], ["Data", "x".repeat(400)]]), arena)
+        .bytes,
+    );
+  }
+  const first = rows[0].buffer;
+  const inFirst = rows.filter((r) => r.buffer === first);
+  const copies = rows.map((r) => r.slice());
+  // All but one row of the first chunk released: nothing to reuse yet.
+  for (const r of inFirst.slice(1)) arena.release(r);
+  assert.equal(arena.freeChunks, 0);
+  for (let i = 0; i < 3_000; i++) eventRecord("pbx1", SESSION, message([["Event", "N"]]), arena);
+  rows.forEach((r, i) => assert.deepEqual(r, copies[i], `row ${i} changed`));
+  // The last one: the chunk is free, and the next chunk begun is that one.
+  arena.release(inFirst[0]);
+  assert.equal(arena.freeChunks, 1);
+  let reused = false;
+  for (let i = 0; i < 10_000 && !reused; i++) {
+    const row =
+      eventRecord("pbx1", SESSION, message([["Event", "M"], ["Data", "y".repeat(400)]]), arena)
+        .bytes;
+    reused = row.buffer === first;
+  }
+  assert.ok(reused, "the free chunk was reused");
+  // Rows of other chunks, never released, are intact.
+  rows.forEach((r, i) => {
+    if (r.buffer !== first) assert.deepEqual(r, copies[i], `row ${i} changed`);
+  });
+});
+
+Deno.test("an arena that does not recycle never reuses a chunk", () => {
+  const arena = new RowArena();
+  const a = eventRecord("pbx1", SESSION, message([["Event", "A"]]), arena).bytes;
+  const copy = a.slice();
+  arena.release(a);
+  for (let i = 0; i < 5_000; i++) {
+    eventRecord("pbx1", SESSION, message([["Event", "B"], ["D", "z".repeat(500)]]), arena);
+  }
+  assert.equal(arena.freeChunks, 0);
+  assert.deepEqual(a, copy);
 });

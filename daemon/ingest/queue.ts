@@ -26,6 +26,8 @@ export interface RecordQueueOptions {
    * @default {67108864} (64 MiB)
    */
   maxBytes?: number;
+  /** Called with each cached record forgotten (it stays in the spool), not with those taken. */
+  onForget?: (record: IngestRecord) => void;
 }
 
 interface Entry {
@@ -47,6 +49,16 @@ export function recordBytes(record: IngestRecord): number {
     RECORD_OVERHEAD_BYTES;
 }
 
+/** What a slot of the cache holds once its record left. */
+const RELEASED: Cached = {
+  record: {
+    type: "session_end",
+    session: { id: "", server: "", disconnectedAt: new Date(0), reason: "", eventCount: 0 },
+  },
+  bytes: 0,
+  end: { segment: 0, offset: 0 },
+};
+
 /** Cached and held records, bounded in bytes. */
 export class RecordQueue {
   readonly maxBytes: number;
@@ -59,11 +71,13 @@ export class RecordQueue {
   #start: SpoolPosition;
   #evicted = 0;
   #refusing = false;
+  readonly #onForget: ((record: IngestRecord) => void) | undefined;
 
   /** An empty queue whose next record starts at spool position `start`. */
   constructor(start: SpoolPosition, options: RecordQueueOptions = {}) {
     this.maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
     this.#start = start;
+    this.#onForget = options.onForget;
   }
 
   /** Spool position before the first cached record (after the last one when empty). */
@@ -149,7 +163,7 @@ export class RecordQueue {
    */
   skipWhile(isBefore: (end: SpoolPosition) => boolean): void {
     while (this.#head < this.#cached.length && isBefore(this.#cached[this.#head].end)) {
-      this.#shift();
+      this.#onForget?.(this.#shift());
     }
     this.#compact();
   }
@@ -174,15 +188,18 @@ export class RecordQueue {
     return { batch, end };
   }
 
-  #shift(): void {
-    const entry = this.#cached[this.#head++];
+  #shift(): IngestRecord {
+    const entry = this.#cached[this.#head];
+    // The array keeps its slots until compacted: let go of the record now.
+    this.#cached[this.#head++] = RELEASED;
     this.#cachedBytes -= entry.bytes;
     this.#start = entry.end;
+    return entry.record;
   }
 
   #evict(): void {
     while (this.bytes > this.maxBytes && this.#head < this.#cached.length) {
-      this.#shift();
+      this.#onForget?.(this.#shift());
       this.#evicted++;
     }
     this.#compact();

@@ -12,7 +12,12 @@
 import type { Logger } from "@logtape/logtape";
 import { delay } from "../abortable.ts";
 import type { BatchWriter, WriteResult } from "../batch_writer.ts";
-import { decodeRecordBytes, type IngestRecord, recordServer } from "../ingest_record.ts";
+import {
+  decodeRecordBytes,
+  type IngestRecord,
+  recordServer,
+  type RowArena,
+} from "../ingest_record.ts";
 import { DATABASE_RETRY, retryDelay } from "../retry.ts";
 import type { Spool, SpoolPosition } from "../spool.ts";
 import { errorText, MigrationError } from "../store.ts";
@@ -33,6 +38,8 @@ export interface WriterLoopOptions {
   maxBatch: number;
   /** Most estimated bytes of records per transaction (at least one record). */
   maxBatchBytes: number;
+  /** Where rows read back from the spool go; every row of a batch is released once written. */
+  arena: RowArena;
   /** After each commit (the spool may have room again). */
   afterCommit: () => void;
   /** After each commit, with the `receivedAt` of the events stored and the commit time. */
@@ -164,7 +171,7 @@ export class WriterLoop {
     const batch: IngestRecord[] = [];
     for (const payload of read.payloads) {
       try {
-        batch.push(decodeRecordBytes(payload));
+        batch.push(decodeRecordBytes(payload, this.#o.arena));
       } catch {
         corrupt++;
       }
@@ -229,7 +236,7 @@ export class WriterLoop {
   }
 
   #committed(result: WriteResult, fromSpool: boolean): void {
-    const { counters, log, onCommitted } = this.#o;
+    const { counters, log, onCommitted, arena } = this.#o;
     counters.commit(result.stored, result.rejected.map((r) => r.record), fromSpool);
     for (const { record, error } of result.rejected) {
       log.error(
@@ -244,6 +251,11 @@ export class WriterLoop {
         if (record.type === "event") receivedAt.push(record.receivedAt);
       }
       if (receivedAt.length) onCommitted(receivedAt, Date.now());
+    }
+    // Written: their rows' memory can be reused.
+    for (const record of result.stored) if (record.type === "event") arena.release(record.bytes);
+    for (const { record } of result.rejected) {
+      if (record.type === "event") arena.release(record.bytes);
     }
   }
 }
