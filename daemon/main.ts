@@ -268,7 +268,17 @@ export async function main(args: string[]): Promise<number> {
         message: (error as Error).message,
       }),
   });
-  const retention = config.retention && startRetention(store.db, config.retention);
+  const retention = config.retention &&
+    startRetention(store.db, config.retention, (report) => {
+      metrics.retentionLastRun.set(Date.now() / 1000);
+      if ("failed" in report) {
+        metrics.retentionRuns.inc({ result: "failed" });
+        return;
+      }
+      metrics.retentionRuns.inc({ result: report.error === undefined ? "ok" : "partial" });
+      metrics.retentionDaysDropped.inc(report.dropped.length);
+      metrics.retentionDaysPending.set(report.remainingDays);
+    });
   const demoReport = pbx === undefined || demo === undefined ? undefined : demo.startDemoReport({
     pbx,
     store,

@@ -30,6 +30,14 @@ export class DaemonMetrics {
   readonly connected: Gauge<"server">;
   /** Seconds from reading an event off the socket to its row being committed. */
   readonly ingestDelay: Histogram;
+  /** Retention runs, by result (`ok`, `partial`: stopped at a day it could not archive, `failed`). */
+  readonly retentionRuns: Counter<"result">;
+  /** Days of raw events archived (when archiving) and dropped by retention. */
+  readonly retentionDaysDropped: Counter;
+  /** Days past the horizon still in the database after the last run (the catch-up guard's backlog). */
+  readonly retentionDaysPending: Gauge;
+  /** When the last retention run ended, seconds since the epoch. */
+  readonly retentionLastRun: Gauge;
   #ingest: (() => IngestStats) | undefined;
   #projector: (() => ProjectorStats) | undefined;
 
@@ -83,6 +91,28 @@ export class DaemonMetrics {
       name: "dami_ingest_delay_seconds",
       help: "Time from reading an event off the socket to committing its row.",
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers,
+    });
+    this.retentionRuns = new Counter({
+      name: "dami_retention_runs_total",
+      help:
+        "Retention runs by result: ok, partial (stopped at a day it could not archive or drop; retried next run), failed.",
+      labelNames: ["result"],
+      registers,
+    });
+    this.retentionDaysDropped = new Counter({
+      name: "dami_retention_days_dropped_total",
+      help: "Days of ami_events archived (when archiveDir is set) and dropped by retention.",
+      registers,
+    });
+    this.retentionDaysPending = new Gauge({
+      name: "dami_retention_days_pending",
+      help: "Days of ami_events past the retention horizon still in the database after the last run.",
+      registers,
+    });
+    this.retentionLastRun = new Gauge({
+      name: "dami_retention_last_run_timestamp_seconds",
+      help: "When the last retention run ended (seconds since the epoch).",
       registers,
     });
     const ingest = () => this.#ingest?.();

@@ -113,6 +113,15 @@ export async function runRetention(
         { due: due.length, horizon, limit },
       );
     }
+    if (policy.archiveDir !== undefined && batch.length > 0) {
+      // Best effort: a directory that cannot be read stops the archive below, with its error.
+      await removeStalePartials(policy.archiveDir, now).catch((error) =>
+        log.warning("cannot clean partial archives in {dir}: {message}", {
+          dir: policy.archiveDir,
+          message: (error as Error).message,
+        })
+      );
+    }
     for (const [i, { day }] of batch.entries()) {
       try {
         let archive: DayArchive | undefined;
@@ -176,6 +185,45 @@ export async function runRetention(
   return report;
 }
 
+/** A `.partial` older than this was left by an archive that crashed or was killed. */
+export const STALE_PARTIAL_MS = 6 * 3600_000;
+
+/**
+ * Deletes the `ami_events-*.partial` files (and their `.sha256`) an archive left when
+ * it crashed or was killed mid-write: those not modified for {@linkcode STALE_PARTIAL_MS}
+ * (an archive being written by another instance sharing the directory is written to
+ * every few milliseconds). Returns the names deleted.
+ */
+export async function removeStalePartials(dir: string, now = Date.now()): Promise<string[]> {
+  const removed: string[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return removed;
+    throw error;
+  }
+  for (const entry of entries) {
+    if (!entry.isFile || !/^ami_events-.*\.partial(\.sha256)?$/.test(entry.name)) continue;
+    const path = `${dir}/${entry.name}`;
+    try {
+      const { mtime } = await Deno.stat(path);
+      if (mtime !== null && now - mtime.getTime() < STALE_PARTIAL_MS) continue;
+      await Deno.remove(path);
+      removed.push(entry.name);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  if (removed.length > 0) {
+    log.info("removed {count} partial archive files left by an interrupted run: {files}", {
+      count: removed.length,
+      files: removed.join(", "),
+    });
+  }
+  return removed;
+}
+
 /** A running retention schedule. */
 export interface RetentionSchedule {
   /** Stops the schedule; resolves when a run in progress has finished. */
@@ -189,7 +237,7 @@ export interface RetentionSchedule {
 export function startRetention(
   db: SqlDatabase,
   policy: RetentionPolicy & { schedule: string },
-  onReport?: (report: RetentionReport) => void,
+  onReport?: (report: RetentionReport | { failed: string }) => void,
 ): RetentionSchedule {
   let running: Promise<void> = Promise.resolve();
   const run = () => {
@@ -200,6 +248,7 @@ export function startRetention(
         log.error("retention run failed (retried at the next schedule): {message}", {
           message: (error as Error).message,
         });
+        onReport?.({ failed: (error as Error).message });
       }
     });
     return running;

@@ -151,7 +151,7 @@ Deno.test("SIGTERM under load: exit 0 within 10 s and every event sent before Lo
   }
 });
 
-Deno.test("the daemon keeps recording across a PBX restart and serves /healthz", async () => {
+Deno.test("the daemon keeps recording across a PBX restart, serves /healthz, and reports retention runs in /metrics", async () => {
   const db = await createTestDatabase("daemon");
   const dir = await Deno.makeTempDir({ prefix: "dami-daemon-" });
   await using ami = await startFakeAmi({ secret: AMI_SECRET, authFailDelayMs: 0 });
@@ -167,6 +167,7 @@ Deno.test("the daemon keeps recording across a PBX restart and serves /healthz",
         secret: "${AMI_SECRET}",
         reconnect: { initialMs: 50, maxMs: 200 },
       }],
+      retention: { events: "90d", schedule: "0 30 3 * * *" },
     });
     const daemon = new DaemonProcess(["--config", file], {
       AMI_SECRET,
@@ -175,6 +176,17 @@ Deno.test("the daemon keeps recording across a PBX restart and serves /healthz",
     const httpLine = await daemon.waitForLog(/^HTTP on /);
     const port = Number(/:(\d+) \(/.exec(httpLine)![1]);
     await daemon.waitForLog(/^connected to pbx1/);
+    // Retention ran at start, and /metrics says so.
+    for (const deadline = Date.now() + 15_000;;) {
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      if (/^dami_retention_runs_total\{result="ok"\} 1$/m.test(metrics)) {
+        assert.match(metrics, /^dami_retention_days_pending 0$/m);
+        assert.match(metrics, /^dami_retention_last_run_timestamp_seconds \d/m);
+        break;
+      }
+      if (Date.now() > deadline) throw new Error(`no retention run in /metrics:\n${metrics}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     const healthz = async () => {
       const response = await fetch(`http://127.0.0.1:${port}/healthz`);
       await response.body?.cancel();

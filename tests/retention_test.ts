@@ -403,3 +403,31 @@ Deno.test("two instances archiving the same day into one directory at once leave
     assert.equal((await gunzipLines(`${dir}/archive/${files[0]}`)).length, 50);
   });
 });
+
+Deno.test("retention removes partial archives an interrupted run left hours ago, and keeps one being written", async () => {
+  await withStore("postgres", async (store, dir) => {
+    await storeEvents(store, ["2026-05-01", "2026-05-02"], 5);
+    const archiveDir = `${dir}/archive`;
+    await Deno.mkdir(archiveDir);
+    const now = Date.parse("2026-05-02T12:00:00Z");
+    const stale = `${archiveFileName("2026-04-20")}.0badf00d.partial`;
+    const writing = `${archiveFileName("2026-04-21")}.12345678.partial`;
+    for (const name of [stale, `${stale}.sha256`, writing, "unrelated.partial"]) {
+      await Deno.writeTextFile(`${archiveDir}/${name}`, "torn");
+    }
+    const hoursAgo = (h: number) => new Date(now - h * 3600_000);
+    await Deno.utime(`${archiveDir}/${stale}`, hoursAgo(7), hoursAgo(7));
+    await Deno.utime(`${archiveDir}/${stale}.sha256`, hoursAgo(7), hoursAgo(7));
+    await Deno.utime(`${archiveDir}/unrelated.partial`, hoursAgo(7), hoursAgo(7));
+    await Deno.utime(`${archiveDir}/${writing}`, hoursAgo(0.01), hoursAgo(0.01));
+    const report = await runRetention(store.db, { events: "1d", archiveDir }, { now });
+    assert.deepEqual(report.dropped.map((d) => d.day), ["2026-05-01"]);
+    const files = [...Deno.readDirSync(archiveDir)].map((e) => e.name).sort();
+    assert.deepEqual(files, [
+      "ami_events-2026-04-21.jsonl.gz.12345678.partial",
+      "ami_events-2026-05-01.jsonl.gz",
+      "ami_events-2026-05-01.jsonl.gz.sha256",
+      "unrelated.partial",
+    ]);
+  });
+});
