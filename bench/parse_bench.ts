@@ -48,7 +48,7 @@ async function runClient(
 }
 
 /**
- * Runs DAMI's three event paths (lossless `onMessage`, `on("*")`, `on(name)`) and the
+ * Runs DAMI's event paths (lossless `onMessage`, `on("*")`, `on(name)`, the daemon's wire → row) and the
  * strongest npm peer on the same stream of `count` events, one process each, `rounds`
  * times interleaved (A B C D A B C D ...), and keeps each client's best round: on a
  * shared machine a slow round says more about the neighbours than about the client.
@@ -65,7 +65,7 @@ export async function parseBench(count = 1_000_000, rounds = 3): Promise<ParseRe
     .filter((m) => m.startsWith("Event:") && !(/\r\nResponse:/.test(m) && /\r\nActionID:/.test(m)))
     .length;
   const clients: Array<() => ReturnType<typeof runClient>> = [
-    ...["lossless", "star", "event"].map((mode) => () =>
+    ...["lossless", "star", "event", "row"].map((mode) => () =>
       runClient(
         Deno.execPath(),
         ["run", "-A", `${here}parse_client_dami.ts`],

@@ -564,8 +564,8 @@ let spans = new Int32Array(4 * 64);
  * row, byte for byte, as {@linkcode eventRecord} makes of the parsed message
  * (`tests/ingest_record_test.ts` checks it on every recorded fixture and on hostile
  * bytes). Undefined when the event is not plain enough for this path, which then
- * leaves it to the parser: a byte outside printable ASCII (UTF-8 text, control
- * characters, a carriage return not ending a line), a line without `:`, a repeated
+ * leaves it to the parser: bytes that are not valid UTF-8, control characters (a tab,
+ * a carriage return not ending a line), a line without `:`, a repeated
  * key, an `ActionID` (the client correlates those with its actions), a first header
  * that is not `Event`.
  *
@@ -598,6 +598,11 @@ export function eventRecordFromWire(
         if (c === 0x3a && colon < 0) colon = p;
       } else if (c === LF) {
         break;
+      } else if (c >= 0x80) {
+        // UTF-8 is copied as it is, once known valid (as the parser's fatal decoder checks).
+        const length = utf8Sequence(bytes, p, end);
+        if (length === 0) return undefined;
+        p += length - 1;
       } else if (!(c === 0x0d && p + 1 < end && bytes[p + 1] === LF)) {
         return undefined;
       }
@@ -662,14 +667,44 @@ export function eventRecordFromWire(
   }
   o[q++] = 0x7d; // }
   o[q++] = TAB;
-  q = putNull(o, q); // raw_b64: the bytes are valid (ASCII)
+  q = putNull(o, q); // raw_b64: the bytes are valid UTF-8
   o[q++] = TAB;
   o[q++] = 0x66; // f
   o[q++] = LF;
   return { type: "event", server, receivedAt, bytes: arena.take(q), format: CURRENT_EVENT_FORMAT };
 }
 
-/** Header `i`'s value (printable ASCII) in COPY text format. */
+/**
+ * The length of the well-formed UTF-8 sequence at `bytes[p]` (a byte >= 0x80), or 0 if
+ * it is not one (a stray continuation byte, an overlong form, a surrogate, past
+ * U+10FFFF, cut short): the table of well-formed sequences of the Unicode standard.
+ */
+function utf8Sequence(bytes: Uint8Array, p: number, end: number): number {
+  const c = bytes[p];
+  let length: number;
+  let low = 0x80;
+  let high = 0xbf;
+  if (c >= 0xc2 && c <= 0xdf) length = 2;
+  else if (c >= 0xe0 && c <= 0xef) {
+    length = 3;
+    if (c === 0xe0) low = 0xa0;
+    else if (c === 0xed) high = 0x9f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    length = 4;
+    if (c === 0xf0) low = 0x90;
+    else if (c === 0xf4) high = 0x8f;
+  } else return 0;
+  if (p + length > end) return 0;
+  const second = bytes[p + 1];
+  if (second < low || second > high) return 0;
+  for (let i = 2; i < length; i++) {
+    const next = bytes[p + i];
+    if (next < 0x80 || next > 0xbf) return 0;
+  }
+  return length;
+}
+
+/** Header `i`'s value (printable ASCII or valid UTF-8) in COPY text format. */
 function putValueBytes(o: Uint8Array, q: number, bytes: Uint8Array, i: number): number {
   const to = spans[4 * i + 3];
   for (let p = spans[4 * i + 2]; p < to; p++) {
@@ -680,7 +715,7 @@ function putValueBytes(o: Uint8Array, q: number, bytes: Uint8Array, i: number): 
   return q;
 }
 
-/** `bytes[from..to)` (printable ASCII) as a JSON string in COPY text format. */
+/** `bytes[from..to)` (printable ASCII or valid UTF-8) as a JSON string in COPY text format. */
 function putJsonBytes(
   o: Uint8Array,
   q: number,

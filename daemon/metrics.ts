@@ -107,7 +107,8 @@ export class DaemonMetrics {
     });
     this.retentionDaysPending = new Gauge({
       name: "dami_retention_days_pending",
-      help: "Days of ami_events past the retention horizon still in the database after the last run.",
+      help:
+        "Days of ami_events past the retention horizon still in the database after the last run.",
       registers,
     });
     this.retentionLastRun = new Gauge({

@@ -180,7 +180,8 @@ Deno.test("from the wire: every recorded event taken without parsing gives the p
 });
 
 Deno.test("from the wire: hostile bytes are either declined or give the parser's row", () => {
-  const pieces = [
+  const enc = (s: string) => new TextEncoder().encode(s);
+  const pieces: Uint8Array[] = [
     "a",
     "Value",
     '"',
@@ -190,6 +191,10 @@ Deno.test("from the wire: hostile bytes are either declined or give the parser's
     "\u0001",
     "\u007f",
     "é",
+    "Ü",
+    "€",
+    "😀",
+    "\ufeff",
     ":",
     ": ",
     " ",
@@ -203,44 +208,78 @@ Deno.test("from the wire: hostile bytes are either declined or give the parser's
     "Event",
     "Lin\u212aedid",
     "\u0000",
-  ];
+  ].map(enc);
+  // Not UTF-8: a stray continuation, overlong forms, a surrogate, past U+10FFFF, cut short.
+  const invalid = [
+    [0x80],
+    [0xff],
+    [0xc0, 0x80],
+    [0xc1, 0xbf],
+    [0xe0, 0x9f, 0x80],
+    [
+      0xed,
+      0xa0,
+      0x80,
+    ],
+    [0xf0, 0x8f, 0x80, 0x80],
+    [0xf4, 0x90, 0x80, 0x80],
+    [0xf5, 0x80, 0x80, 0x80],
+    [0xe2, 0x82],
+    [
+      0xf0,
+      0x9f,
+      0x98,
+    ],
+  ].map((b) => new Uint8Array(b));
   const random = seededRandom(23);
-  const pick = () => pieces[Math.floor(random() * pieces.length)];
-  const text = (max: number) => Array.from({ length: Math.floor(random() * max) }, pick).join("");
+  const pick = () =>
+    random() < 0.03
+      ? invalid[Math.floor(random() * invalid.length)]
+      : pieces[Math.floor(random() * pieces.length)];
+  const text = (max: number) => {
+    const parts = Array.from({ length: Math.floor(random() * max) }, pick);
+    return concat(parts);
+  };
   const head = wireRowHead("pbx1", SESSION)!;
   let taken = 0;
-  for (let round = 0; round < 5_000; round++) {
-    const eol = random() < 0.2 ? "\n" : "\r\n";
-    let wire = `Event: ${text(3)}${eol}`;
+  let withUtf8 = 0;
+  for (let round = 0; round < 8_000; round++) {
+    const eol = enc(random() < 0.2 ? "\n" : "\r\n");
+    const parts = [enc("Event: "), text(3), eol];
     const n = Math.floor(random() * 8);
     for (let i = 0; i < n; i++) {
-      wire += random() < 0.05
-        ? `${text(4)}${eol}`
-        : `${text(2)}:${random() < 0.8 ? " " : ""}${text(4)}${eol}`;
+      if (random() < 0.05) parts.push(text(4), eol);
+      else parts.push(text(2), enc(random() < 0.8 ? ": " : ":"), text(4), eol);
     }
-    wire += eol;
-    const bytes = new TextEncoder().encode(wire);
-    const want = parsedRow("pbx1", SESSION, bytes, round + 1, Date.UTC(2026, 10, 30) + round);
-    const record = eventRecordFromWire(
-      "pbx1",
-      head,
-      bytes,
-      0,
-      bytes.length,
-      round + 1,
-      Date.UTC(2026, 10, 30) + round,
-    );
+    parts.push(eol);
+    const bytes = concat(parts);
+    const at = Date.UTC(2026, 10, 30) + round;
+    const want = parsedRow("pbx1", SESSION, bytes, round + 1, at);
+    const record = eventRecordFromWire("pbx1", head, bytes, 0, bytes.length, round + 1, at);
     // A blank line drawn inside makes two messages: the parser never offers those bytes.
     if (record === undefined || want === undefined) continue;
     taken++;
+    if (bytes.some((b) => b >= 0x80)) withUtf8++;
     assert.equal(
       new TextDecoder().decode(record.bytes),
       new TextDecoder().decode(want),
-      `seed 23, round ${round}: ${JSON.stringify(wire)}`,
+      `seed 23, round ${round}: ${JSON.stringify([...bytes])}`,
     );
+    assert.deepEqual(record.bytes, want);
   }
   assert.ok(taken > 500, `only ${taken} taken`);
+  assert.ok(withUtf8 > 100, `only ${withUtf8} taken with UTF-8`);
 });
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
 
 Deno.test("the parser's event sink: seqs stay contiguous, declined events are parsed, responses never offered", () => {
   for (const name of FIXTURE_NAMES) {
@@ -401,4 +440,53 @@ Deno.test("an arena that does not recycle never reuses a chunk", () => {
   }
   assert.equal(arena.freeChunks, 0);
   assert.deepEqual(a, copy);
+});
+
+Deno.test("from the wire: each kind of malformed UTF-8 is declined, each well-formed sequence taken", () => {
+  const head = wireRowHead("pbx1", SESSION)!;
+  const wire = (value: number[]) =>
+    new Uint8Array([
+      ...new TextEncoder().encode("Event: X\r\nName: a"),
+      ...value,
+      0x0d,
+      0x0a,
+      0x0d,
+      0x0a,
+    ]);
+  const take = (value: number[]) => {
+    const bytes = wire(value);
+    return eventRecordFromWire("pbx1", head, bytes, 0, bytes.length, 1, 0);
+  };
+  const malformed = [
+    [0x80],
+    [0xbf],
+    [0xff],
+    [0xc0, 0x80],
+    [0xc1, 0xbf],
+    [0xe0, 0x9f, 0xbf],
+    [0xed, 0xa0, 0x80],
+    [0xed, 0xbf, 0xbf],
+    [0xf0, 0x8f, 0xbf, 0xbf],
+    [0xf4, 0x90, 0x80, 0x80],
+    [0xf5, 0x80, 0x80, 0x80],
+    [0xe2, 0x82],
+    [0xf0, 0x9f, 0x98],
+    [0xc3, 0x41],
+  ];
+  for (const value of malformed) assert.equal(take(value), undefined, JSON.stringify(value));
+  const wellFormed = [
+    [0xc2, 0x80],
+    [0xdf, 0xbf],
+    [0xe0, 0xa0, 0x80],
+    [0xed, 0x9f, 0xbf],
+    [0xee, 0x80, 0x80],
+    [0xef, 0xbb, 0xbf],
+    [0xf0, 0x90, 0x80, 0x80],
+    [0xf4, 0x8f, 0xbf, 0xbf],
+  ];
+  for (const value of wellFormed) {
+    const record = take(value);
+    assert.ok(record !== undefined, JSON.stringify(value));
+    assert.deepEqual(record.bytes, parsedRow("pbx1", SESSION, wire(value), 1, 0));
+  }
 });
