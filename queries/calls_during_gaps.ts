@@ -51,7 +51,12 @@ export async function callsDuringGaps(
     } as ended_at,
           c.src, c.dst, c.complete
         from gaps g join ${calls} c on c.server = g.server
-          and c.started_at < coalesce(g.gap_until, 'infinity')
+          -- Calls whose span overlaps the gap, found through calls_span_idx: each gap reads
+          -- its few calls, not every call started before it. The overlap means that the call
+          -- started before the gap's end; the rest of the rule follows.
+          and tstzrange(c.started_at,
+                case when c.ended_at < c.started_at then c.started_at else c.ended_at end, '[]')
+            && tstzrange(g.gap_from, coalesce(g.gap_until, 'infinity'), '[)')
           and coalesce(c.ended_at, g.gap_from) >= g.gap_from
           and (c.ended_at is not null or not exists (
             -- a call without an end belongs to the first gap after its start only
