@@ -113,6 +113,7 @@ for (const kind of ["postgres", "pglite"] as const) {
       let n = 0;
       for (const server of ["pbx1", "pbx2"]) {
         let t = Math.floor(random() * 30);
+        let prevEnd: number | undefined;
         for (let i = 0; i < 14; i++) {
           const id = `018f0000-0000-7000-8000-${String(++n).padStart(12, "0")}`;
           const length = 20 + Math.floor(random() * 200);
@@ -141,6 +142,15 @@ for (const kind of ["postgres", "pglite"] as const) {
               connectedAtMs: minute(t),
               disconnectedAtMs: null,
             });
+          } else if (shape < 0.3 && prevEnd !== undefined) {
+            // Recorded as ending when the previous one did (a clock stepped back): two gaps
+            // begin at the same time.
+            await insertSession(db, {
+              id,
+              server,
+              connectedAtMs: minute(t),
+              disconnectedAtMs: minute(prevEnd),
+            });
           } else {
             await insertSession(db, {
               id,
@@ -149,6 +159,7 @@ for (const kind of ["postgres", "pglite"] as const) {
               disconnectedAtMs: minute(t + length),
             });
           }
+          prevEnd = t + length;
           edges.push(t, t + length);
           // The next session: after a gap, or overlapping this one (no gap).
           t += length + (random() < 0.15 ? -5 : Math.floor(random() * 40) + 1);
