@@ -13,10 +13,15 @@
  * 3. Table and index sizes per million events; BRIN vs btree on `received_at`.
  * 4. Every named query over the last day and over the last 30 days: p95 of 20 (1 day)
  *    and 10 (30 days) warm runs.
+ *    Then calls-during-gaps again with gaps that hold calls (a rolled-back transaction).
+ * 5. Every API endpoint over HTTP for the same two ranges, the same runs: each named query,
+ *    `/api/calls` pages (first and mid-range, with and without filters), `/api/calls/{id}`,
+ *    the first 1,000 events of `/api/events?from=`, `/api/live`.
  *
  * Usage: `deno run -A bench/years_bench.ts [--keep] [--db NAME] [--skip-ingest]
- * [--ingest-only] [--query NAME]`; with `--db` an existing database of a previous `--keep`
- * run is reused (step 2 skipped); `--query` measures that query only.
+ * [--ingest-only] [--query NAME] [--api-only | --no-api]`; with `--db` an existing database
+ * of a previous `--keep` run is reused (step 2 skipped); `--query` measures that query only
+ * (directly and through the API); `--api-only` skips steps 3 and 4, `--no-api` step 5.
  *
  * @module
  */
@@ -28,6 +33,9 @@ import postgres from "postgres";
 import { BatchWriter } from "../daemon/batch_writer.ts";
 import { createEventPartitions } from "../daemon/event_partitions.ts";
 import { type EventRecord, eventRecord } from "../daemon/ingest_record.ts";
+import { startApi } from "../daemon/api/start.ts";
+import { startHttp } from "../daemon/http.ts";
+import { DaemonMetrics } from "../daemon/metrics.ts";
 import { runProjectionsOnce } from "../daemon/projections/projector.ts";
 import type { ColumnRecord } from "../daemon/projections/write.ts";
 import { MIGRATIONS_FOLDER, openStore, type Store } from "../daemon/store.ts";
@@ -333,11 +341,18 @@ async function sizes(store: Store, figures: YearsFigure[]): Promise<void> {
   log(`BRIN vs btree: ${JSON.stringify(figures.at(-1))}`);
 }
 
-/** Step 4: every query over one day and 30 days. */
-async function queries(store: Store, figures: YearsFigure[], only?: string): Promise<void> {
-  const db = store.db;
+interface Range {
+  label: string;
+  from: number;
+  to: number;
+  runs: number;
+  targetMs: number;
+}
+
+/** The last day and the last 30 days of the store, with their runs and targets. */
+function measuredRanges(): Range[] {
   const lastDay = Date.parse(`${FIRST_DAY}T00:00:00Z`) + (DAYS - 1) * DAY_MS;
-  const ranges = [
+  return [
     { label: "1 day", from: lastDay, to: lastDay + DAY_MS, runs: 20, targetMs: 200 },
     {
       label: "30 days",
@@ -347,43 +362,283 @@ async function queries(store: Store, figures: YearsFigure[], only?: string): Pro
       targetMs: 2000,
     },
   ];
+}
+
+/** A leg's uniqueid from the range's first day (the call-timeline's call). */
+async function sampleUniqueid(store: Store, range: Range): Promise<string> {
   const [sample] = await selectRows<{ uniqueid: string }>(
-    db,
+    store.db,
     sql`select uniqueid from call_legs where created_at >= ${
-      new Date(lastDay).toISOString()
+      new Date(range.from).toISOString()
     }::timestamptz
         order by created_at limit 1 offset 1000`,
   );
+  return sample.uniqueid;
+}
+
+/** Runs `run` 1 + `runs` times (the first warms the cache); the p95 and the last result. */
+async function timed<T>(runs: number, run: () => Promise<T>): Promise<{ ms: number; last: T }> {
+  const times: number[] = [];
+  let last!: T;
+  for (let i = 0; i <= runs; i++) {
+    const t0 = performance.now();
+    last = await run();
+    if (i > 0) times.push(performance.now() - t0);
+  }
+  return { ms: p95(times), last };
+}
+
+function report(
+  figures: YearsFigure[],
+  name: string,
+  range: Range,
+  ms: number,
+  rows: number,
+): void {
+  figures.push({ name, p95Ms: Number(ms.toFixed(1)), rows, withinTarget: ms < range.targetMs });
+  log(
+    `${name}: p95 ${ms.toFixed(1)} ms (${rows} rows)${
+      ms < range.targetMs ? "" : `  OVER ${range.targetMs} ms`
+    }`,
+  );
+}
+
+function queryArgs(name: string, range: Range, call: string): QueryArgs {
+  return name === "call-timeline" ? { call, tz: "UTC" } : {
+    tz: "UTC",
+    from: new Date(range.from).toISOString(),
+    to: new Date(range.to).toISOString(),
+  };
+}
+
+/** Step 4: every query over one day and 30 days. */
+async function queries(store: Store, figures: YearsFigure[], only?: string): Promise<void> {
+  const ranges = measuredRanges();
+  const call = await sampleUniqueid(store, ranges[0]);
   for (const query of QUERIES) {
     if (only !== undefined && query.name !== only) continue;
     for (const range of ranges) {
-      const args: QueryArgs = query.name === "call-timeline"
-        ? { call: sample.uniqueid, tz: "UTC" }
-        : {
-          tz: "UTC",
-          from: new Date(range.from).toISOString(),
-          to: new Date(range.to).toISOString(),
-        };
-      const times: number[] = [];
-      let rows = 0;
-      for (let i = 0; i <= range.runs; i++) {
-        const t0 = performance.now();
-        rows = (await query.run(db, args)).length;
-        if (i > 0) times.push(performance.now() - t0); // the first run warms the cache
+      const { ms, last } = await timed(
+        range.runs,
+        () => query.run(store.db, queryArgs(query.name, range, call)),
+      );
+      report(figures, `query ${query.name}, ${range.label}`, range, ms, last.length);
+    }
+  }
+}
+
+/**
+ * Step 4b: calls-during-gaps where the gaps hold calls. The store's gaps are 1 ms at
+ * midnight (one AMI session per day), which no call spans: here, in a transaction rolled
+ * back afterwards, every day's gap is moved to 12:00-12:05 and one call in about 1,000
+ * never ended (ends lost in a gap), so each gap has calls to find.
+ */
+async function gapsWithCalls(store: Store, figures: YearsFigure[]): Promise<void> {
+  const query = QUERIES.find((q) => q.name === "calls-during-gaps")!;
+  class Rollback extends Error {}
+  try {
+    await store.db.transaction(async (tx) => {
+      await tx.execute(sql`update ami_sessions
+        set connected_at = connected_at + interval '12 hours 5 minutes',
+          disconnected_at = disconnected_at + interval '12 hours 1 millisecond'`);
+      await tx.execute(sql`update calls set ended_at = null where hashtext(call_id) % 1000 = 0`);
+      for (const range of measuredRanges()) {
+        const { ms, last } = await timed(
+          range.runs,
+          () => query.run(tx, queryArgs(query.name, range, "")),
+        );
+        report(
+          figures,
+          `query calls-during-gaps, 5-minute gaps at noon, 0.1% of calls never ended, ${range.label}`,
+          range,
+          ms,
+          last.length,
+        );
       }
-      const ms = p95(times);
-      figures.push({
-        name: `query ${query.name}, ${range.label}`,
-        p95Ms: Number(ms.toFixed(1)),
-        rows,
-        withinTarget: ms < range.targetMs,
+      throw new Rollback();
+    });
+  } catch (error) {
+    if (!(error instanceof Rollback)) throw error;
+  }
+}
+
+/** `next_cursor` as `GET /api/calls` writes it (the bench builds one to land mid-range). */
+function callsCursor(t: string, s: string, c: string): string {
+  return btoa(JSON.stringify({ t, s, c })).replaceAll("+", "-").replaceAll("/", "_")
+    .replace(/=+$/, "");
+}
+
+/**
+ * Step 5: every API endpoint over HTTP, in this process as the daemon serves it
+ * (`startApi` behind `startHttp`): each named query, `GET /api/calls` (the first page
+ * and a page in the middle of the range, unfiltered and with filters), `GET
+ * /api/calls/{call_id}` (a call of the range's first day), the first 1,000 events of
+ * `GET /api/events?from=` at the range's start, and `GET /api/live`.
+ */
+async function apiEndpoints(
+  store: Store,
+  figures: YearsFigure[],
+  only?: string,
+): Promise<void> {
+  const token = "bench-token-0123456789abcdef";
+  const handle = startApi({ db: store.db, token });
+  await handle.ready;
+  const http = startHttp({
+    listen: "127.0.0.1:0",
+    servers: [],
+    storeHealth: () => ({ writable: true }),
+    metrics: new DaemonMetrics(),
+    api: handle,
+  });
+  const base = `http://127.0.0.1:${http.port}`;
+  const headers = { authorization: `Bearer ${token}` };
+  /** A JSON GET; resolves with the number of rows it holds. */
+  const getJson = async (path: string, count: (body: unknown) => number) => {
+    const response = await fetch(`${base}${path}`, { headers });
+    if (response.status !== 200) {
+      throw new Error(`GET ${path}: ${response.status} ${await response.text()}`);
+    }
+    return count(await response.json());
+  };
+  const q = (params: Record<string, string>) => new URLSearchParams(params).toString();
+  try {
+    for (const range of measuredRanges()) {
+      const from = new Date(range.from).toISOString();
+      const to = new Date(range.to).toISOString();
+      const call = await sampleUniqueid(store, range);
+      for (const query of QUERIES) {
+        if (only !== undefined && query.name !== only) continue;
+        const args = queryArgs(query.name, range, call) as Record<string, string>;
+        const { ms, last } = await timed(
+          range.runs,
+          () =>
+            getJson(
+              `/api/queries/${query.name}?${q(args)}`,
+              (b) => (b as { rows: [] }).rows.length,
+            ),
+        );
+        report(figures, `GET /api/queries/${query.name}, ${range.label}`, range, ms, last);
+      }
+      if (only !== undefined) continue;
+
+      // Filters: the busiest caller number and endpoint, the rarest disposition, of the range's
+      // last day.
+      const dayFrom = new Date(range.to - DAY_MS).toISOString();
+      const [{ number }] = await selectRows<{ number: string }>(
+        store.db,
+        sql`select src as number from calls where started_at >= ${dayFrom}::timestamptz
+              and src is not null group by src order by count(*) desc limit 1`,
+      );
+      const [{ endpoint }] = await selectRows<{ endpoint: string }>(
+        store.db,
+        sql`select endpoint from call_legs where created_at >= ${dayFrom}::timestamptz
+              and endpoint is not null group by endpoint order by count(*) desc limit 1`,
+      );
+      const [{ disposition }] = await selectRows<{ disposition: string }>(
+        store.db,
+        sql`select disposition from calls where started_at >= ${dayFrom}::timestamptz
+              and disposition is not null group by disposition order by count(*) limit 1`,
+      );
+      // A cursor in the middle of the range: the row a client reaches after paging
+      // through half of it (built here rather than paged to, the same keyset).
+      const [mid] = await selectRows<{ t: string; server: string; call_id: string }>(
+        store.db,
+        sql`select to_char(started_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') as t,
+              server, call_id from calls
+            where started_at >= ${from}::timestamptz and started_at < ${to}::timestamptz
+            order by started_at desc, server desc, call_id desc
+            offset (select count(*) / 2 from calls
+                    where started_at >= ${from}::timestamptz and started_at < ${to}::timestamptz)
+            limit 1`,
+      );
+      const cursor = callsCursor(mid.t, mid.server, mid.call_id);
+      const lists: [string, Record<string, string>][] = [
+        ["first page", {}],
+        ["mid-range page", { cursor }],
+        [`number=<busiest>, first page`, { number }],
+        [`number=<busiest>, mid-range page`, { number, cursor }],
+        [`endpoint=<busiest>, first page`, { endpoint }],
+        [`endpoint=<busiest>, mid-range page`, { endpoint, cursor }],
+        [`disposition=<rarest>, first page`, { disposition }],
+        [`disposition=<rarest>, mid-range page`, { disposition, cursor }],
+      ];
+      for (const [label, params] of lists) {
+        const { ms, last } = await timed(
+          range.runs,
+          () =>
+            getJson(
+              `/api/calls?${q({ from, to, tz: "UTC", ...params })}`,
+              (b) => (b as { calls: [] }).calls.length,
+            ),
+        );
+        report(figures, `GET /api/calls ${label}, ${range.label}`, range, ms, last);
+      }
+
+      // One call with its legs, queue stays and events: a call of the range's first day.
+      const [{ call_id }] = await selectRows<{ call_id: string }>(
+        store.db,
+        sql`select call_id from calls where started_at >= ${from}::timestamptz
+            order by started_at limit 1 offset 1000`,
+      );
+      const one = await timed(
+        range.runs,
+        () =>
+          getJson(
+            `/api/calls/${encodeURIComponent(call_id)}`,
+            (b) => (b as { events: [] }).events.length,
+          ),
+      );
+      report(
+        figures,
+        `GET /api/calls/{call_id} (a call of the range's first day), ${range.label}`,
+        range,
+        one.ms,
+        one.last,
+      );
+
+      // The event stream from the range's start: until its first 1,000 events arrived.
+      const stream = await timed(range.runs, async () => {
+        const abort = new AbortController();
+        const response = await fetch(`${base}/api/events?${q({ from, tz: "UTC" })}`, {
+          headers,
+          signal: abort.signal,
+        });
+        const reader = response.body!.getReader();
+        const decoder = new TextDecoder();
+        let events = 0;
+        let text = "";
+        while (events < 1000) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          text += decoder.decode(value, { stream: true });
+          const lines = text.split("\n");
+          text = lines.pop()!;
+          events += lines.filter((l) => l.startsWith("id: ")).length;
+        }
+        abort.abort();
+        await reader.cancel().catch(() => {});
+        return events;
       });
-      log(
-        `query ${query.name}, ${range.label}: p95 ${ms.toFixed(1)} ms (${rows} rows)${
-          ms < range.targetMs ? "" : `  OVER ${range.targetMs} ms`
-        }`,
+      report(
+        figures,
+        `GET /api/events?from=<range start>, first 1,000 events, ${range.label}`,
+        range,
+        stream.ms,
+        stream.last,
       );
     }
+    if (only === undefined) {
+      const range = measuredRanges()[0];
+      const { ms, last } = await timed(
+        range.runs,
+        () => getJson("/api/live", (b) => Object.keys(b as object).length),
+      );
+      report(figures, "GET /api/live (no range)", range, ms, last);
+    }
+  } finally {
+    handle.close();
+    await http.close();
+    await handle.stop();
   }
 }
 
@@ -395,6 +650,8 @@ export async function runYearsBench(
     skipIngest?: boolean;
     ingestOnly?: boolean;
     query?: string;
+    apiOnly?: boolean;
+    noApi?: boolean;
   } = {},
 ): Promise<YearsFigure[]> {
   const figures: YearsFigure[] = [];
@@ -422,8 +679,12 @@ export async function runYearsBench(
     );
     figures.push({ name: "store", events: counts.events, calls: counts.calls, days: DAYS });
     log(`store ${database.name}: ${counts.events} events, ${counts.calls} calls over ${DAYS} days`);
-    if (options.query === undefined) await sizes(store, figures);
-    await queries(store, figures, options.query);
+    if (options.query === undefined && !options.apiOnly) await sizes(store, figures);
+    if (!options.apiOnly) await queries(store, figures, options.query);
+    if (!options.apiOnly && [undefined, "calls-during-gaps"].includes(options.query)) {
+      await gapsWithCalls(store, figures);
+    }
+    if (!options.noApi) await apiEndpoints(store, figures, options.query);
   } finally {
     await store.close();
     if (options.keep || options.db !== undefined) log(`kept database ${database.name}`);
@@ -441,6 +702,8 @@ if (import.meta.main) {
       "skip-ingest": { type: "boolean" },
       "ingest-only": { type: "boolean" },
       query: { type: "string" },
+      "api-only": { type: "boolean" },
+      "no-api": { type: "boolean" },
     },
   });
   for (
@@ -450,6 +713,8 @@ if (import.meta.main) {
       skipIngest: values["skip-ingest"],
       ingestOnly: values["ingest-only"],
       query: values.query,
+      apiOnly: values["api-only"],
+      noApi: values["no-api"],
     })
   ) {
     console.log(JSON.stringify({ bench: "years", ...figure }));

@@ -43,7 +43,12 @@ export async function callsDuringGaps(
   const server = params.server === undefined ? sql`true` : sql`s.server = ${params.server}`;
   return await selectRows<CallDuringGapRow>(
     db,
-    sql`with gaps as (${sessionGapsQuery(server)})
+    // prev_from: the server's latest gap before this one began (strictly earlier, null for its
+    // first), so "no gap began between the call's start and this gap" is one comparison.
+    sql`with gaps as (
+          select *, max(gap_from) over (partition by server order by gap_from
+            range between unbounded preceding and current row exclude group) as prev_from
+          from (${sessionGapsQuery(server)}) sg)
         select g.server, ${localTime(sql`g.gap_from`, tz)} as gap_from,
           ${localTime(sql`g.gap_until`, tz)} as gap_until, g.disconnect_reason, c.call_id,
           ${localTime(sql`c.started_at`, tz)} as started_at, ${
@@ -51,12 +56,16 @@ export async function callsDuringGaps(
     } as ended_at,
           c.src, c.dst, c.complete
         from gaps g join ${calls} c on c.server = g.server
-          and c.started_at < coalesce(g.gap_until, 'infinity')
+          -- Calls whose span overlaps the gap, found through calls_span_idx: each gap reads
+          -- its few calls, not every call started before it. The overlap means that the call
+          -- started before the gap's end; the rest of the rule follows.
+          and tstzrange(c.started_at,
+                case when c.ended_at < c.started_at then c.started_at else c.ended_at end, '[]')
+            && tstzrange(g.gap_from, coalesce(g.gap_until, 'infinity'), '[)')
           and coalesce(c.ended_at, g.gap_from) >= g.gap_from
-          and (c.ended_at is not null or not exists (
-            -- a call without an end belongs to the first gap after its start only
-            select 1 from gaps g2 where g2.server = g.server and g2.gap_from >= c.started_at
-              and g2.gap_from < g.gap_from))
+          -- a call without an end belongs to the first gap after its start only (no other
+          -- gap began from its start to this one's)
+          and (c.ended_at is not null or g.prev_from is null or g.prev_from < c.started_at)
         where g.gap_from >= ${from} and g.gap_from < ${to}
         order by g.gap_from, c.started_at, c.call_id`,
   );

@@ -5,9 +5,18 @@
  */
 import assert from "node:assert/strict";
 import { sql } from "drizzle-orm";
-import { selectRows } from "../queries/db.ts";
+import { type CallDuringGapRow, callsDuringGaps } from "../queries/calls_during_gaps.ts";
+import { selectRows, type SqlExecutor } from "../queries/db.ts";
+import { localTime, rangeBounds, type RangeParams } from "../queries/query.ts";
 import { sessionGapsQuery } from "../queries/session_gaps.ts";
-import { eventRecord, insertEventRecords, insertSession, openTestStore } from "./load_events.ts";
+import { seededRandom } from "./fixtures.ts";
+import {
+  eventRecord,
+  insertEventRecords,
+  insertSession,
+  openPgliteTestStore,
+  openTestStore,
+} from "./load_events.ts";
 
 const T0 = Date.UTC(2026, 10, 2);
 const at = (s: number) => T0 + s * 1000;
@@ -58,3 +67,149 @@ Deno.test("session gaps run from a disconnect to the next connect, a crash ends 
     await store.close();
   }
 });
+
+/**
+ * `calls-during-gaps` as it was first written (every call started before a gap's end is
+ * read for each gap): the reference its index-served form must equal, row for row.
+ */
+async function callsDuringGapsReference(
+  db: SqlExecutor,
+  params: RangeParams,
+): Promise<CallDuringGapRow[]> {
+  const { tz, from, to } = rangeBounds(params);
+  const server = params.server === undefined ? sql`true` : sql`s.server = ${params.server}`;
+  return await selectRows<CallDuringGapRow>(
+    db,
+    sql`with gaps as (${sessionGapsQuery(server)})
+        select g.server, ${localTime(sql`g.gap_from`, tz)} as gap_from,
+          ${localTime(sql`g.gap_until`, tz)} as gap_until, g.disconnect_reason, c.call_id,
+          ${localTime(sql`c.started_at`, tz)} as started_at, ${
+      localTime(sql`c.ended_at`, tz)
+    } as ended_at,
+          c.src, c.dst, c.complete
+        from gaps g join calls c on c.server = g.server
+          and c.started_at < coalesce(g.gap_until, 'infinity')
+          and coalesce(c.ended_at, g.gap_from) >= g.gap_from
+          and (c.ended_at is not null or not exists (
+            select 1 from gaps g2 where g2.server = g.server and g2.gap_from >= c.started_at
+              and g2.gap_from < g.gap_from))
+        where g.gap_from >= ${from} and g.gap_from < ${to}
+        order by g.gap_from, c.started_at, c.call_id`,
+  );
+}
+
+for (const kind of ["postgres", "pglite"] as const) {
+  Deno.test(`calls-during-gaps equals its reference on random gaps and calls (${kind})`, async () => {
+    const store = kind === "postgres"
+      ? await openTestStore("calls_during_gaps")
+      : await openPgliteTestStore();
+    try {
+      const db = store.db;
+      const random = seededRandom(kind === "postgres" ? 7 : 8);
+      const pick = <T>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)];
+      // Times on a minute grid, so calls often start or end exactly on a gap's edge.
+      const minute = (m: number) => T0 + m * 60_000;
+      const edges: number[] = [];
+      let n = 0;
+      for (const server of ["pbx1", "pbx2"]) {
+        let t = Math.floor(random() * 30);
+        let prevEnd: number | undefined;
+        for (let i = 0; i < 14; i++) {
+          const id = `018f0000-0000-7000-8000-${String(++n).padStart(12, "0")}`;
+          const length = 20 + Math.floor(random() * 200);
+          const shape = random();
+          if (shape < 0.15) {
+            // Crashed: no end recorded, ended at its last event.
+            await insertSession(db, {
+              id,
+              server,
+              connectedAtMs: minute(t),
+              disconnectedAtMs: null,
+            });
+            await insertEventRecords(db, [
+              eventRecord(server, id, {
+                kind: "event",
+                seq: 1,
+                headers: [["Event", "FullyBooted"]],
+                receivedAt: minute(t + length),
+              }, minute(t + length)),
+            ]);
+          } else if (shape < 0.2) {
+            // Crashed before any event: ended at its start.
+            await insertSession(db, {
+              id,
+              server,
+              connectedAtMs: minute(t),
+              disconnectedAtMs: null,
+            });
+          } else if (shape < 0.3 && prevEnd !== undefined) {
+            // Recorded as ending when the previous one did (a clock stepped back): two gaps
+            // begin at the same time.
+            await insertSession(db, {
+              id,
+              server,
+              connectedAtMs: minute(t),
+              disconnectedAtMs: minute(prevEnd),
+            });
+          } else {
+            await insertSession(db, {
+              id,
+              server,
+              connectedAtMs: minute(t),
+              disconnectedAtMs: minute(t + length),
+            });
+          }
+          prevEnd = t + length;
+          edges.push(t, t + length);
+          // The next session: after a gap, or overlapping this one (no gap).
+          t += length + (random() < 0.15 ? -5 : Math.floor(random() * 40) + 1);
+        }
+      }
+      const last = Math.max(...edges);
+      const rows = [];
+      for (let i = 0; i < 400; i++) {
+        const start = random() < 0.3 ? pick(edges) + pick([-1, 0, 1]) : Math.floor(random() * last);
+        const shape = random();
+        const end = shape < 0.12
+          ? null // never ended
+          : shape < 0.17
+          ? start - 1 - Math.floor(random() * 10) // ends before it starts (bad clocks)
+          : shape < 0.4
+          ? pick(edges) + pick([-1, 0, 1]) // on a gap's edge
+          : start + Math.floor(random() * 120);
+        rows.push(
+          sql`(${pick(["pbx1", "pbx2"])}, ${`C${i}`}, ${
+            new Date(minute(start)).toISOString()
+          }::timestamptz,
+          ${end === null ? null : new Date(minute(end)).toISOString()}::timestamptz,
+          ${`${i}`}, ${"600"}, 1, ${end !== null && random() < 0.8})`,
+        );
+      }
+      await db.execute(sql`insert into calls (server, call_id, started_at, ended_at, src, dst,
+          legs, complete) values ${sql.join(rows, sql`, `)}`);
+
+      const iso = (m: number) => new Date(minute(m)).toISOString();
+      const cases: RangeParams[] = [
+        {},
+        { server: "pbx1" },
+        { server: "pbx2", tz: "Asia/Tokyo" },
+        { from: iso(last / 4), to: iso(last / 2) },
+        { from: iso(last / 3), tz: "America/New_York" },
+        { to: iso(last / 3), server: "pbx1" },
+      ];
+      let compared = 0;
+      let unended = 0;
+      for (const params of cases) {
+        const expected = await callsDuringGapsReference(db, params);
+        assert.deepEqual(await callsDuringGaps(db, params), expected, JSON.stringify(params));
+        compared += expected.length;
+        unended += expected.filter((r) => r.ended_at === null).length;
+      }
+      // Not vacuous: many calls × gaps, calls that never ended among them.
+      assert.ok(compared > 200, `${compared} rows compared`);
+      assert.ok(unended > 20, `${unended} rows of calls that never ended`);
+    } finally {
+      await store.close();
+    }
+  });
+}

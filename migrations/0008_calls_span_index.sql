@@ -1,0 +1,1 @@
+CREATE INDEX "calls_span_idx" ON "calls" USING gist (tstzrange("started_at", case when "ended_at" < "started_at" then "started_at" else "ended_at" end, '[]'));
