@@ -237,7 +237,10 @@ export class EventTail {
       settledTo = this.#hole.before;
       this.#hole = undefined;
     }
+    const t0 = performance.now();
     const rows = await readEvents(this.#db, this.#horizon, undefined, {}, this.#pageSize);
+    const t1 = performance.now();
+    if (Deno.env.get("TAILDEBUG")) console.error(`read ${rows.length} in ${(t1 - t0).toFixed(1)} ms`);
     const accepted: LogEvent[] = [];
     let last = this.#horizon;
     for (const row of rows) {
