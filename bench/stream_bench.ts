@@ -491,9 +491,9 @@ class Child {
         "-A",
         // gc() before reading the heap: what is retained, not what awaits collection.
         "--v8-flags=--expose-gc",
-      ...(args.includes("server") && Deno.env.get("BENCH_SERVER_FLAGS")
-        ? Deno.env.get("BENCH_SERVER_FLAGS")!.split(" ")
-        : []),
+        ...(args.includes("server") && Deno.env.get("BENCH_SERVER_FLAGS")
+          ? Deno.env.get("BENCH_SERVER_FLAGS")!.split(" ")
+          : []),
         new URL(import.meta.url).pathname,
         ...args,
       ],
@@ -562,7 +562,12 @@ async function startClients(
 async function stopClients(
   children: readonly Child[],
 ): Promise<
-  { arrivals: number[][]; received: number; reconnects: number; lag: { p99: number; max: number; cpuSeconds: number } }
+  {
+    arrivals: number[][];
+    received: number;
+    reconnects: number;
+    lag: { p99: number; max: number; cpuSeconds: number };
+  }
 > {
   const arrivals: number[][] = [];
   let received = 0;
