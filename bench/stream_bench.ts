@@ -6,15 +6,27 @@
  * Figures:
  * - `live`: 100 clients follow live while events arrive at 5,000/s for 20 s: delay from
  *   the commit (the ingest writer's callback) to the message read from the client's
- *   socket, p50 / p99 / max over every 10th event of every client; the daemon's RSS
- *   before the clients attach and at most while they follow.
+ *   socket, p50 / p99 / max over every 10th event of every client, split at the moment
+ *   the tail appended the event's batch (commit → tail, tail → client); how late the
+ *   daemon's and the clients' timers fired (a thread that waited for a core, or a GC
+ *   pause); the clients' CPU; the daemon's RSS before the clients attach and at most
+ *   while they follow.
  * - `ingest`: events/s of a 200,000-event burst through Ingest with no client, then
- *   with 100 clients following it live.
+ *   with 100 clients following it live, then alone again (the figure compares with the
+ *   mean of the two alone runs); the daemon's CPU and kernel time per 1,000 events, the
+ *   machine's idle share, the clients' CPU.
  * - `resume`: 1,000,000 events in the log; one client asks `since=0` and reads to the
  *   end: events/s delivered, the daemon's RSS before and at most during the replay.
  *
+ * The clients share the daemon's two cores, so what they cost is in every figure.
+ * `--transport socket` (the default) reads each stream from a plain TCP socket, 256 KiB
+ * at a time; `--transport fetch` with Deno's `fetch` (how the figures were first
+ * measured: about 1.6 times the clients' CPU). `--ingest-clients socket` (the default)
+ * reads the 100 streams in one process; `--ingest-clients curl` runs 100 `curl -N`.
+ *
  * Run: `deno task bench stream`, or `deno run -A bench/stream_bench.ts
- * [--scenario live|ingest|resume] [--clients 100]`.
+ * [--scenario live|ingest|resume] [--clients 100] [--transport socket|fetch]
+ * [--per-process 25] [--ingest-clients socket|curl]`.
  *
  * @module
  */
