@@ -636,7 +636,9 @@ export async function runStreamBench(
   if (scenarios.includes("live")) {
     const server = new Child(["--role", "server"]);
     const { port } = await server.read();
-    await server.ask("feed 5000 2"); // warm-up: the tail, the JIT, the pool
+    const warm = await server.ask("feed 5000 2"); // warm-up: the tail, the JIT, the pool
+    await Deno.remove(warm.file);
+    await Deno.remove(warm.appendsFile);
     const followers = await startClients(port, clients, { transport, perProcess });
     const fed = await server.ask("feed 5000 20");
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -782,7 +784,9 @@ export async function runStreamBench(
   if (scenarios.includes("resume")) {
     const server = new Child(["--role", "server"]);
     const { port } = await server.read();
-    await server.ask("feed 20000 1"); // the template events
+    const template = await server.ask("feed 20000 1"); // the template events
+    await Deno.remove(template.file);
+    await Deno.remove(template.appendsFile);
     const { lastId } = await server.ask(`fill ${resumeEvents}`);
     const watch = await server.ask("watch");
     const reader = new Child([
