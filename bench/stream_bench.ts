@@ -62,6 +62,13 @@ function machineTicks(): { busy: number; idle: number; softirq: number } {
   return { busy: user + nice + system + irq + softirq + steal, idle: idle + iowait, softirq };
 }
 
+/** CPU seconds of this process's main thread (JavaScript, and Deno's I/O with it). */
+function mainThreadSeconds(): number {
+  const fields = Deno.readTextFileSync(`/proc/self/task/${Deno.pid}/stat`).split(") ")[1]
+    .split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 /** CPU seconds this process spent in the kernel. */
 function sysSeconds(): number {
   const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
@@ -229,6 +236,7 @@ async function serverRole(): Promise<void> {
       const cpuBefore = cpuSeconds();
       const sysBefore = sysSeconds();
       const ticksBefore = machineTicks();
+      const mainBefore = mainThreadSeconds();
       const started = performance.now();
       for (let fed = 0; fed < events; fed += 500) {
         feedBytes(Math.min(500, events - fed));
@@ -241,6 +249,7 @@ async function serverRole(): Promise<void> {
         eventsPerSecond: Math.round(events / seconds),
         cpuMsPer1000: Math.round((cpuSeconds() - cpuBefore) / events * 1e6),
         sysMsPer1000: Math.round((sysSeconds() - sysBefore) / events * 1e6),
+        mainThreadPercent: Math.round((mainThreadSeconds() - mainBefore) / seconds * 100),
         machineIdlePercent: (() => {
           const t = machineTicks();
           const idle = t.idle - ticksBefore.idle;
@@ -773,6 +782,8 @@ export async function runStreamBench(
       daemonCpuMsPer1000EventsFollowed: followed.cpuMsPer1000,
       daemonSysMsPer1000EventsAlone: alone.sysMsPer1000,
       daemonSysMsPer1000EventsFollowed: followed.sysMsPer1000,
+      daemonMainThreadPercentAlone: alone.mainThreadPercent,
+      daemonMainThreadPercentFollowed: followed.mainThreadPercent,
       machineIdlePercentAlone: alone.machineIdlePercent,
       machineIdlePercentFollowed: followed.machineIdlePercent,
       clientsCpuSeconds: Math.round(read.cpuSeconds * 10) / 10,
