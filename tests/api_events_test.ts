@@ -10,6 +10,7 @@ import { seededRandom } from "./fixtures.ts";
 import { type ReadSide, startReadSide, TOKEN } from "./api_harness.ts";
 import { fixtureEvents, insertMessages, insertSession, loadFixtureEvents } from "./load_events.ts";
 import { parseSse, SseReader } from "./sse_client.ts";
+import { encodeMessages, eventMessage } from "../daemon/api/event_tail.ts";
 
 /** Loads a fixture as a new session of `server` and wakes the tail. */
 async function load(side: ReadSide, name: Parameters<typeof fixtureEvents>[0], server = "pbx1") {
@@ -394,4 +395,28 @@ Deno.test("closing the server ends every stream: a reading client sees a clean e
   const closed = side.close();
   assert.equal(await reading.next(), undefined);
   await closed;
+});
+
+Deno.test("a tail batch's messages are encoded once, and each event's slice is its message", () => {
+  const events = [1, 99, 100_000, 12_345_678_901].map((id, i) => ({
+    id,
+    server: "pbx1",
+    session_id: "s",
+    event: "VarSet",
+    uniqueid: null,
+    linkedid: null,
+    // Multi-byte characters shift every later message's byte offset.
+    data: JSON.stringify({ id, fields: { Value: ["é", "日本", "😀", "plain"][i] } }),
+  }));
+  const { bytes, offsets } = encodeMessages(events);
+  const decoder = new TextDecoder();
+  assert.equal(offsets.length, events.length + 1);
+  assert.equal(offsets[events.length], bytes.byteLength);
+  events.forEach((event, i) => {
+    assert.equal(
+      decoder.decode(bytes.subarray(offsets[i], offsets[i + 1])),
+      eventMessage(event),
+    );
+  });
+  assert.deepEqual(encodeMessages([]), { bytes: new Uint8Array(0), offsets: new Uint32Array(1) });
 });

@@ -83,6 +83,32 @@ export function eventMessage(event: LogEvent): string {
   return `id: ${event.id}\nevent: ami\ndata: ${event.data}\n\n`;
 }
 
+/**
+ * The stream messages of `events` as one buffer and where each starts: one string and
+ * one encoding for the whole batch (not an array buffer per event, which the garbage
+ * collector tracks one by one). The JSON holds no raw newline, so each message's
+ * `data:` line ends at the first newline after it.
+ */
+export function encodeMessages(
+  events: readonly LogEvent[],
+): { bytes: Uint8Array; offsets: Uint32Array } {
+  let text = "";
+  for (const event of events) text += eventMessage(event);
+  const bytes = encoder.encode(text);
+  const offsets = new Uint32Array(events.length + 1);
+  let at = 0;
+  for (let i = 0; i < events.length; i++) {
+    offsets[i] = at;
+    // `id: <id>\nevent: ami\ndata: ` is ASCII: its length in bytes is its length.
+    const dataAt = at + 4 + String(events[i].id).length + 18;
+    const end = bytes.indexOf(0x0a, dataAt);
+    if (end < 0 || bytes[end + 1] !== 0x0a) throw new Error("an event's JSON holds a newline");
+    at = end + 2;
+  }
+  offsets[events.length] = at;
+  return { bytes, offsets };
+}
+
 /** The followed end of the log; create with {@linkcode EventTail.start}. */
 export class EventTail {
   readonly #db: SqlExecutor;
@@ -254,17 +280,8 @@ export class EventTail {
   }
 
   #append(events: LogEvent[]): void {
-    const texts = events.map(eventMessage);
-    const offsets = new Uint32Array(events.length + 1);
-    const parts = texts.map((t) => encoder.encode(t));
-    let size = 0;
-    parts.forEach((p, i) => {
-      offsets[i] = size;
-      size += p.byteLength;
-    });
-    offsets[events.length] = size;
-    const bytes = new Uint8Array(size);
-    parts.forEach((p, i) => bytes.set(p, offsets[i]));
+    const { bytes, offsets } = encodeMessages(events);
+    const size = bytes.byteLength;
     const batch: TailBatch = {
       from: this.#horizon,
       to: events[events.length - 1].id,
