@@ -129,7 +129,12 @@ async function serverRole(): Promise<void> {
   });
   const wire = fixtureEvents().map((e) => encoder.encode(e));
   const session = uuidv7();
-  const parser = new AmiParser({ expectBanner: false });
+  // As the daemon's supervisor: events as wire bytes straight to their rows, the rest parsed.
+  const parser = new AmiParser({
+    expectBanner: false,
+    eventBytes: (bytes, start, end, seq, receivedAt) =>
+      ingest.eventBytes("pbx1", session, bytes, start, end, seq, receivedAt),
+  });
   let fedTotal = 0;
   const reply = (value: unknown) => console.log(JSON.stringify(value));
   const maxId = async () =>
