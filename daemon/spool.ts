@@ -13,7 +13,8 @@
  * `fdatasync`ed every `fsyncIntervalMs` (and by {@linkcode Spool.flush}), so a crash
  * or SIGKILL loses at most the records appended during the last interval plus the
  * duration of one write and fsync. The buffer is bounded: once it holds
- * `bufferBytes`, a write starts at once instead of waiting for the interval.
+ * `bufferBytes`, a write starts at once instead of waiting for the interval (its
+ * fsync still comes with the interval's, so that a burst costs one fsync per interval).
  *
  * A position is the end of a record: `{ segment, offset }`. The reader of the spool
  * (the ingest writer) reads from a position and, once records are in the database,
@@ -92,6 +93,8 @@ interface Segment {
   file?: Deno.FsFile;
   /** The file position may not be `written` (a write failed part-way). */
   mustSeek: boolean;
+  /** Bytes were written to the file since its last fsync. */
+  unsynced: boolean;
   retired: boolean;
 }
 
@@ -258,7 +261,8 @@ export class Spool {
     this.#buffered += length;
     if (this.#buffered >= this.#bufferBytes && !this.#earlyFlush) {
       this.#earlyFlush = true;
-      this.flush().catch(() => {}); // reported through onError; retried by the timer
+      // Written now, fsynced by the timer's flush; errors reported through onError.
+      this.#enqueue(() => this.#flushNow(false)).catch(() => {});
     }
     return { segment: segment.n, offset: segment.size };
   }
@@ -410,47 +414,62 @@ export class Spool {
     return next;
   }
 
-  async #flushNow(): Promise<void> {
+  /**
+   * Writes what is buffered; with `sync`, also fsyncs every segment written since its
+   * last fsync. The early flush of a burst (`bufferBytes`) only writes, to bound memory:
+   * the timer's flush, at most `fsyncIntervalMs` later, fsyncs it. (An fsync per 4 MiB
+   * in a burst also held up the database's own commits on a shared disk.)
+   */
+  async #flushNow(sync = true): Promise<void> {
     this.#buffered = 0;
     this.#earlyFlush = false;
     let created = false;
     let toSync: Segment | undefined;
     for (const segment of [...this.#segments]) {
-      if (segment.pendingLength === 0 || segment.retired) continue;
-      const data = segment.pending.subarray(0, segment.pendingLength);
-      segment.pending = new Uint8Array(Math.max(64 * 1024, segment.pendingLength));
-      segment.pendingLength = 0;
-      try {
-        if (!segment.file) {
-          segment.file = await Deno.open(this.#path(segment.n), { write: true, create: true });
+      if (segment.retired) continue;
+      if (segment.pendingLength > 0) {
+        const data = segment.pending.subarray(0, segment.pendingLength);
+        segment.pending = new Uint8Array(Math.max(64 * 1024, segment.pendingLength));
+        segment.pendingLength = 0;
+        try {
+          if (!segment.file) {
+            segment.file = await Deno.open(this.#path(segment.n), { write: true, create: true });
+            segment.mustSeek = true;
+            created = true;
+          }
+          if (segment.mustSeek) {
+            await segment.file.seek(segment.written, Deno.SeekMode.Start);
+            segment.mustSeek = false;
+          }
+          for (let done = 0; done < data.length;) {
+            done += await segment.file.write(data.subarray(done));
+          }
+        } catch (error) {
+          // Keep the bytes; the next flush rewrites them at the same offset.
+          const kept = new Uint8Array(data.length + segment.pending.length);
+          kept.set(data);
+          segment.pending = kept;
+          segment.pendingLength = data.length;
           segment.mustSeek = true;
-          created = true;
+          throw error;
         }
-        if (segment.mustSeek) {
-          await segment.file.seek(segment.written, Deno.SeekMode.Start);
-          segment.mustSeek = false;
-        }
-        for (let done = 0; done < data.length;) {
-          done += await segment.file.write(data.subarray(done));
-        }
-      } catch (error) {
-        // Keep the bytes; the next flush rewrites them at the same offset.
-        const kept = new Uint8Array(data.length + segment.pending.length);
-        kept.set(data);
-        segment.pending = kept;
-        segment.pendingLength = data.length;
-        segment.mustSeek = true;
-        throw error;
+        segment.written += data.length;
+        segment.unsynced = true;
       }
-      segment.written += data.length;
+      if (!segment.unsynced || !segment.file) continue;
       if (segment !== this.#active) {
+        // A full segment takes no more appends: fsynced and closed whatever the flush.
         await segment.file.syncData();
+        segment.unsynced = false;
         closeFile(segment);
-      } else {
+      } else if (sync) {
         toSync = segment;
       }
     }
-    if (toSync?.file && !toSync.retired) await toSync.file.syncData();
+    if (toSync?.file && !toSync.retired) {
+      await toSync.file.syncData();
+      toSync.unsynced = false;
+    }
     if (created) await syncDirectory(this.#dir);
   }
 
@@ -480,6 +499,7 @@ function newSegment(n: number, size: number): Segment {
     pending: new Uint8Array(0),
     pendingLength: 0,
     mustSeek: false,
+    unsynced: false,
     retired: false,
   };
 }

@@ -315,3 +315,38 @@ Deno.test("a large record after others in the buffer is kept whole, as text (3-b
   await spool.close();
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("a burst is written as it comes but fsynced once per interval, and is durable within it", async () => {
+  const dir = await Deno.makeTempDir();
+  const syncData = Deno.FsFile.prototype.syncData;
+  let syncs = 0;
+  Deno.FsFile.prototype.syncData = function (this: Deno.FsFile) {
+    syncs++;
+    return syncData.call(this);
+  };
+  try {
+    const spool = await Spool.open(dir, { fsyncIntervalMs: 300, bufferBytes: 4096 });
+    // Let the timer's first (empty) flush pass, then burst.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const before = syncs;
+    for (let i = 0; i < 50; i++) {
+      spool.append("x".repeat(1000));
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    // Written already (the buffer is bounded), not fsynced yet.
+    const [file] = await segmentFiles(dir);
+    assert.ok(
+      (await Deno.stat(`${dir}/${file}`)).size >= 40 * 1010,
+      "early flushes wrote the burst",
+    );
+    // At most the new file's directory entry (made durable at once), not one per early flush.
+    assert.ok(syncs - before <= 1, `${syncs - before} fsyncs during the burst`);
+    // The interval's flush fsyncs what the early flushes wrote.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    assert.ok(syncs > before, "fsynced within the interval");
+    await spool.close();
+  } finally {
+    Deno.FsFile.prototype.syncData = syncData;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
