@@ -24,6 +24,12 @@ import { errorText, MigrationError } from "../store.ts";
 import type { RecordQueue } from "./queue.ts";
 import type { IngestCounters } from "./stats.ts";
 
+/** Records read from the spool, and the position after them. */
+interface SpoolBatch {
+  batch: IngestRecord[];
+  end: SpoolPosition;
+}
+
 /** How often a database that keeps failing is logged again. */
 const LOG_REPEAT_MS = 10_000;
 
@@ -59,6 +65,9 @@ export class WriterLoop {
   readonly #closing = new AbortController();
   #stopped = false;
   readonly #running: Promise<void>;
+
+  /** The next spool batch, read while the current one is being written. */
+  #prefetch: { from: SpoolPosition; read: Promise<SpoolBatch | undefined> } | undefined;
 
   #dbUp = true;
   #lastError: string | null = null;
@@ -129,7 +138,7 @@ export class WriterLoop {
         ({ batch, end } = queue.take(this.#o.maxBatch, this.#o.maxBatchBytes));
         this.#mode = "memory";
       } else if (spool.distance(this.#cursor, spool.end) > 0) {
-        const read = await this.#readSpool();
+        const read = await (this.#takePrefetch() ?? this.#readSpool(this.#cursor));
         if (!read) continue;
         this.#mode = "spool";
         if (read.batch.length === 0) {
@@ -146,6 +155,11 @@ export class WriterLoop {
         continue;
       }
       this.#cursor = end;
+      // Catching up from the spool: read the next batch while this one is written, so
+      // that the database does not wait for the disk between two batches.
+      if (this.#mode === "spool" && spool.distance(end, queue.start) > 0) {
+        this.#prefetch = { from: end, read: this.#readSpool(end) };
+      }
       const result = await this.#writeWithRetry(batch);
       if (!result) return;
       spool.release(end);
@@ -154,15 +168,26 @@ export class WriterLoop {
     }
   }
 
-  async #readSpool(): Promise<{ batch: IngestRecord[]; end: SpoolPosition } | undefined> {
+  /** The batch read ahead from the cursor, if one was started there. */
+  #takePrefetch(): Promise<SpoolBatch | undefined> | undefined {
+    const prefetch = this.#prefetch;
+    this.#prefetch = undefined;
+    if (prefetch === undefined) return undefined;
+    const { from, read } = prefetch;
+    const here = from.segment === this.#cursor.segment && from.offset === this.#cursor.offset;
+    return here ? read : undefined;
+  }
+
+  async #readSpool(from: SpoolPosition): Promise<SpoolBatch | undefined> {
     let read;
     try {
       read = await this.#o.spool.readBytes(
-        this.#cursor,
+        from,
         this.#o.maxBatch,
         this.#o.maxBatchBytes,
       );
     } catch (error) {
+      if (this.#closing.signal.aborted) return undefined; // a read ahead that met the close
       this.#o.log.error("Cannot read the spool: {error}", { error: errorText(error) });
       await delay(DATABASE_RETRY.maxDelayMs, { signal: this.#closing.signal });
       return undefined;
