@@ -26,6 +26,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import { setImmediate } from "node:timers";
 import { type ActionData, encodeAction } from "./action.ts";
 import { type DAMIData, toDAMIData } from "./data.ts";
 import {
@@ -54,6 +55,17 @@ export interface DAMILogger {
   warn(message: string, ...args: unknown[]): void;
   /** Something lost or broken (a protocol error, events dropped, a throwing listener). */
   error(message: string, ...args: unknown[]): void;
+}
+
+/**
+ * Resolves after the event loop has run the tasks that were waiting. The socket reader
+ * calls it after each read: a read of a socket whose data is already buffered completes
+ * without a turn of the event loop, so a reader that only awaited its reads kept other
+ * tasks (`setImmediate`, other sockets' callbacks, such as the database driver's) waiting
+ * for as long as the peer flooded: up to a second for the daemon's commits in a burst.
+ */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** Options of {@linkcode DAMI}. */
@@ -597,6 +609,7 @@ export class DAMI {
           this.#receive(messages[i]);
         }
         if (failure !== undefined) throw failure;
+        await yieldToEventLoop();
       }
     } catch (error) {
       if (this.#closeInfo !== undefined) return;

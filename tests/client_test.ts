@@ -3,6 +3,7 @@
  * Originate, Command, listeners, closing, and edge cases 8-16 and 19-24 of AMI-NOTES.md.
  */
 import assert from "node:assert/strict";
+import { setImmediate } from "node:timers";
 import {
   type AmiMessage,
   DAMI,
@@ -1004,4 +1005,34 @@ Deno.test("after close() no further message of the same read reaches listeners",
   );
   await dami.closed;
   assert.deepEqual(calls, ["FullyBooted", "SuccessfulAuth", "Newstate"]);
+});
+
+Deno.test("the reader lets other tasks run after each socket read, however much data is waiting", async () => {
+  await using server = await startFakeAmi({ authFailDelayMs: 0 });
+  // A small read buffer: the burst below takes about 80 reads.
+  const dami = await loggedIn(server, { readBufferBytes: 1024 });
+  const session = await server.session(0);
+  const events = 200;
+  let received = 0;
+  const all = Promise.withResolvers<void>();
+  dami.onMessage((m) => {
+    if (m.kind === "event" && ++received === events) all.resolve();
+  });
+  // Tasks queued while the burst is read: each records how far the reader had got.
+  const turns: number[] = [];
+  const turn = () => {
+    turns.push(received);
+    if (received < events) setImmediate(turn);
+  };
+  let burst = "";
+  for (let i = 0; i < events; i++) {
+    burst += `Event: Newexten\r\nChannel: PJSIP/6001-00000001\r\nUniqueid: 1.${i}\r\n` +
+      `AppData: ${"x".repeat(300)}\r\n\r\n`;
+  }
+  await session.send(burst);
+  setImmediate(turn);
+  await all.promise;
+  const during = new Set(turns.filter((n) => n > 0 && n < events));
+  assert.ok(during.size >= 10, `tasks ran at ${JSON.stringify(turns)}`);
+  await shutdown(dami);
 });
