@@ -10,7 +10,8 @@ import {
   type Store,
 } from "../daemon/store.ts";
 import { amiSessions } from "../schema/mod.ts";
-import { createTestDatabase } from "./pg.ts";
+import postgres from "postgres";
+import { createTestDatabase, TEST_PG_BASE } from "./pg.ts";
 import { TcpProxy } from "./tcp_proxy.ts";
 
 /** Every `table.column type` of the public schema, sorted. */
@@ -224,5 +225,28 @@ Deno.test("deno task migrate brings a database up to date and reports an unreach
     console.log = log;
     console.error = error;
     await database.drop();
+  }
+});
+
+Deno.test("the store connects its writer when it opens, so that the first write does not wait for it", async () => {
+  const database = await createTestDatabase("store_writer_warm");
+  const dataDir = await Deno.makeTempDir();
+  const store = await openStore({ url: database.url, dataDir });
+  const admin = postgres(`${TEST_PG_BASE}/postgres`, { max: 1, onnotice: () => {} });
+  try {
+    // Nothing has been written or read: the only session is the writer's.
+    let sessions = 0;
+    for (const deadline = Date.now() + 10_000; sessions === 0 && Date.now() < deadline;) {
+      const [{ n }] = await admin`
+        select count(*)::int as n from pg_stat_activity where datname = ${database.name}`;
+      sessions = n;
+      if (sessions === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(sessions, 1);
+  } finally {
+    await admin.end();
+    await store.close();
+    await database.drop();
+    await Deno.remove(dataDir, { recursive: true });
   }
 });
