@@ -6,6 +6,9 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { EXIT_CONFIG } from "../daemon/main.ts";
+import { eventRecord, eventRowValues } from "../daemon/ingest_record.ts";
+import { AmiParser } from "../dami/parser.ts";
+import { eventTexts, FIXTURE_NAMES } from "./fixtures.ts";
 import { DaemonProcess } from "./daemon_process.ts";
 import { startFakeAmi } from "./fake_ami_server.ts";
 import { createTestDatabase, type TestDatabase } from "./pg.ts";
@@ -297,6 +300,85 @@ Deno.test("while the demo runs on the embedded store, every SQL block of the REA
     assert.equal(code, 0);
     await assert.rejects(Deno.stat(`${dir}/data/sql.addr`), Deno.errors.NotFound);
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the daemon stores every recorded event byte for byte as the parser's path would (wire path and parsed path)", async () => {
+  const db = await createTestDatabase("daemon_wire");
+  const dir = await Deno.makeTempDir({ prefix: "dami-daemon-" });
+  await using ami = await startFakeAmi({ secret: AMI_SECRET, authFailDelayMs: 0 });
+  try {
+    const file = await writeConfig(dir, {
+      database: { url: "${DATABASE_URL}" },
+      dataDir: "./data",
+      http: { listen: "127.0.0.1:0" },
+      servers: [{
+        name: "pbx1",
+        host: "127.0.0.1",
+        port: ami.port,
+        username: "dami",
+        secret: "${AMI_SECRET}",
+        auth: "plain",
+      }],
+    });
+    const daemon = new DaemonProcess(["--config", file], { AMI_SECRET, DATABASE_URL: db.url });
+    await daemon.waitForLog(/^connected to pbx1/);
+    const session = await ami.session(0);
+    // Every event of every recording, plus some the wire path must decline: a repeated
+    // key, invalid UTF-8 is not expressible in a string, a tab, a line without a colon.
+    const texts = [
+      ...FIXTURE_NAMES.flatMap((name) => eventTexts(name)),
+      "Event: VarSet\r\nChanVariable: a=1\r\nChanVariable: b=2\r\nUniqueid: 9.1\r\n\r\n",
+      "Event: UserEvent\r\nUserEvent: x\r\nData: tab\there\r\nCallerIDName: Zoë\r\n\r\n",
+      "Event: UserEvent\r\nUserEvent: y\r\nno colon here\r\n\r\n",
+    ];
+    for (let i = 0; i < texts.length; i += 50) await session.send(texts.slice(i, i + 50).join(""));
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      for (const deadline = Date.now() + 30_000;;) {
+        const [{ n }] = await sql`select count(*)::int as n from ami_events`;
+        if (n >= texts.length + 1) break;
+        if (Date.now() > deadline) throw new Error(`${n} of ${texts.length} events stored`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const rows = await sql`
+        select seq::int as seq, event, uniqueid, linkedid, channel, action_id, fields::text as fields,
+               raw_b64, escaped
+          from ami_events order by seq`;
+      // The fake Asterisk's own events at login (FullyBooted, ...) come first.
+      const offset = rows.length - texts.length;
+      assert.ok(offset >= 0 && offset < 5, `${rows.length} rows for ${texts.length} events`);
+      const parser = new AmiParser({ expectBanner: false });
+      const messages = texts.flatMap((t) => parser.push(new TextEncoder().encode(t)));
+      assert.equal(messages.length, texts.length);
+      const columns = (row: Record<string, unknown>) => JSON.stringify(row);
+      for (const [i, msg] of messages.entries()) {
+        const v = eventRowValues(eventRecord("pbx1", "s", msg));
+        const [{ fields }] = await sql`select ${v.fields}::text::jsonb::text as fields`;
+        assert.equal(
+          columns(rows[offset + i]),
+          columns({
+            seq: offset + i + 1,
+            event: v.event,
+            uniqueid: v.uniqueid,
+            linkedid: v.linkedid,
+            channel: v.channel,
+            action_id: v.action_id,
+            fields,
+            raw_b64: v.raw_b64,
+            escaped: v.escaped === "t",
+          }),
+          texts[i].slice(0, 200),
+        );
+      }
+    } finally {
+      await sql.end();
+    }
+    daemon.kill("SIGTERM");
+    assert.equal((await daemon.finished()).code, 0);
+  } finally {
+    await db.drop();
     await Deno.remove(dir, { recursive: true });
   }
 });
