@@ -153,12 +153,13 @@ export function escapeNul(s: string): string {
  * header in `fields`, U+0000 escaped (and the row flagged) since PostgreSQL refuses it.
  *
  * The row is written byte by byte, COPY- and JSON-escaped in one pass, straight into a
- * shared chunk of memory (1 MiB, a new one when full): no intermediate strings, and
- * what the ingest queue keeps of an event is off the JavaScript heap. An event with a
- * repeated header (its `fields` value is an array) or a U+0000 takes the string path,
- * {@linkcode eventRowText}'s twin, which gives the same bytes
+ * chunk of `arena` ({@linkcode RowArena}): no intermediate strings, and what the ingest
+ * queue keeps of an event is off the JavaScript heap. An event with a repeated header
+ * (its `fields` value is an array), more than 128 headers or a U+0000 takes the string
+ * path ({@linkcode slowRow}, the reference), which gives the same bytes
  * (`tests/ingest_record_test.ts` checks both agree on every recorded fixture and on
- * hostile text).
+ * hostile text). The ingest pipeline passes its recycling arena; without one, rows go
+ * to a shared arena that never reuses memory.
  */
 export function eventRecord(
   server: string,
