@@ -420,3 +420,38 @@ Deno.test("a tail batch's messages are encoded once, and each event's slice is i
   });
   assert.deepEqual(encodeMessages([]), { bytes: new Uint8Array(0), offsets: new Uint32Array(1) });
 });
+
+Deno.test("the tail keeps its ring only while a stream client follows; a client that comes later misses nothing", async () => {
+  const side = await startReadSide();
+  try {
+    const advancedPast = async (id: number) => {
+      while (side.api.tail.horizon < id) await side.api.tail.advanced();
+    };
+    // No client: batches reach the listeners (the live state) but the ring stays empty.
+    await load(side, "sip-calls");
+    await advancedPast(Math.max(...await side.ids()));
+    assert.equal(side.api.tail.ringBytes, 0);
+    // A client that started before those events reads them from the store, then live.
+    const response = await side.get("/api/events?since=0");
+    const reader = new SseReader(response);
+    const first = await side.ids();
+    assert.deepEqual(await readIds(reader, (ids) => ids.length >= first.length), first);
+    await load(side, "queue-call");
+    const all = await side.ids();
+    await advancedPast(all[all.length - 1]);
+    assert.ok(side.api.tail.ringBytes > 0, "the ring keeps batches while the client follows");
+    assert.deepEqual(
+      await readIds(reader, (ids) => ids.length >= all.length - first.length),
+      all.slice(first.length),
+    );
+    await reader.cancel();
+    // Gone: the next batch empties the ring.
+    for (const deadline = Date.now() + 10_000; side.api.tail.ringBytes > 0;) {
+      assert.ok(Date.now() < deadline, "the ring was never let go");
+      await load(side, "originate-local");
+      await side.api.tail.advanced();
+    }
+  } finally {
+    await side.close();
+  }
+});

@@ -3,7 +3,8 @@
  * polls `ami_events` for rows after its horizon (woken by the ingest writer after each
  * commit, and on a timer for rows other processes write), moves the horizon over rows
  * whose every lower id is settled (see `event_log.ts`), and keeps the newest batches in
- * a ring bounded in bytes. Clients following live take their messages from the ring;
+ * a ring bounded in bytes, while at least one stream client follows. Clients following
+ * live take their messages from the ring;
  * a client behind the ring reads the store by keyset pages up to the horizon. Both
  * sides of that hand-over are bounded by the same settled horizon, so a client sees
  * every id once, in order, whichever side served it.
@@ -129,6 +130,8 @@ export class EventTail {
 
   #advanced = Promise.withResolvers<void>();
   #listeners = new Set<TailListener>();
+  /** Stream clients following (see {@linkcode EventTail.follow}). */
+  #followers = 0;
   #wake: (() => void) | undefined;
   #woken = false;
   #closed = false;
@@ -181,6 +184,25 @@ export class EventTail {
   /** Resolves at the next advance of the horizon (or at close). */
   advanced(): Promise<void> {
     return this.#advanced.promise;
+  }
+
+  /**
+   * Counts a stream client for as long as it follows (until the returned function is
+   * called): the ring keeps batches only while someone may read them.
+   */
+  follow(): () => void {
+    this.#followers++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.#followers--;
+    };
+  }
+
+  /** Bytes of messages held in the ring. */
+  get ringBytes(): number {
+    return this.#bytes;
   }
 
   /** Calls `listener` with every batch appended from now on; returns the unsubscribe. */
@@ -295,16 +317,26 @@ export class EventTail {
       bytes,
       offsets,
     };
-    this.#batches.push(batch);
-    this.#bytes += size;
-    while (this.#bytes > this.#ringBytes && this.#head < this.#batches.length - 1) {
-      const dropped = this.#batches[this.#head++];
-      this.#bytes -= dropped.bytes.byteLength;
-      this.#ringFrom = dropped.to;
-    }
-    if (this.#head > 1024 && this.#head * 2 > this.#batches.length) {
-      this.#batches = this.#batches.slice(this.#head);
+    if (this.#followers === 0) {
+      // Nobody follows: keep nothing (up to 16 MiB otherwise). A client that starts later
+      // and asks for an id before the ring reads the store up to the horizon, as any
+      // client behind the ring does.
+      this.#batches = [];
       this.#head = 0;
+      this.#bytes = 0;
+      this.#ringFrom = batch.to;
+    } else {
+      this.#batches.push(batch);
+      this.#bytes += size;
+      while (this.#bytes > this.#ringBytes && this.#head < this.#batches.length - 1) {
+        const dropped = this.#batches[this.#head++];
+        this.#bytes -= dropped.bytes.byteLength;
+        this.#ringFrom = dropped.to;
+      }
+      if (this.#head > 1024 && this.#head * 2 > this.#batches.length) {
+        this.#batches = this.#batches.slice(this.#head);
+        this.#head = 0;
+      }
     }
     this.#horizon = batch.to;
     for (const listener of this.#listeners) {

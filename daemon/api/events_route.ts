@@ -101,10 +101,11 @@ export function eventsRoute(options: EventsRouteOptions): (request: Request) => 
     } else {
       start = tail.horizon;
     }
+    const unfollow = tail.follow();
     follow(stream, start).catch((error) => {
       log.warn("event stream ended by an error: {error}", { error: (error as Error).message });
       stream.close();
-    });
+    }).finally(unfollow);
     return stream.response;
 
     /** A replay page after `after`, up to the horizon now. */
