@@ -202,16 +202,7 @@ export class AmiParser {
       if (isEvent && sink(data, from, end, this.#eventSeq + 1, receivedAt)) {
         this.#eventSeq++;
       } else {
-        const part = data.subarray(from, end);
-        let text: string;
-        let raw: Uint8Array | undefined;
-        try {
-          text = this.#fatal.decode(part);
-        } catch {
-          text = this.#lenient.decode(part);
-          raw = part.slice();
-        }
-        this.#parseText(text, receivedAt, out, raw);
+        this.#parseMessage(data.subarray(from, end), receivedAt, out);
         // An Asterisk 13 command body began: its blank lines are not boundaries.
         if (this.#follows || this.#headers.length > 0) return end;
       }
@@ -267,18 +258,22 @@ export class AmiParser {
     let from = 0;
     while (from < region.length) {
       const end = firstMessageEnd(region, from);
-      const part = region.subarray(from, end);
-      let text: string;
-      let raw: Uint8Array | undefined;
-      try {
-        text = this.#fatal.decode(part);
-      } catch {
-        text = this.#lenient.decode(part);
-        raw = part.slice();
-      }
-      this.#parseText(text, receivedAt, out, raw);
+      this.#parseMessage(region.subarray(from, end), receivedAt, out);
       from = end;
     }
+  }
+
+  /** One message's bytes; when they are not valid UTF-8, decoded leniently and kept raw. */
+  #parseMessage(part: Uint8Array, receivedAt: number, out: AmiMessage[]): void {
+    let text: string;
+    let raw: Uint8Array | undefined;
+    try {
+      text = this.#fatal.decode(part);
+    } catch {
+      text = this.#lenient.decode(part);
+      raw = part.slice();
+    }
+    this.#parseText(text, receivedAt, out, raw);
   }
 
   #parseText(
