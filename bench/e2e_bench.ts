@@ -133,37 +133,29 @@ export async function runE2eBench(
   try {
     const receivedAt = await writeCopyRows(events, path);
     for (let round = 1; round <= rounds; round++) {
-      let load = loadavg();
-      const [daemon] = await runIngestBenchSuite([{
-        store: "postgres",
-        scenario: "socket",
-        events,
-      }]);
-      if (daemon.events !== events) throw new Error(`daemon ran ${daemon.events} events`);
-      figures.push({
-        round,
-        path: "daemon",
-        events,
-        seconds: round2(events / daemon.eventsPerSecond),
-        eventsPerSecond: daemon.eventsPerSecond,
-        loadavg: load,
-      });
-      load = loadavg();
-      const [small] = await runIngestBenchSuite([{
-        store: "postgres",
-        scenario: "socket",
-        events,
-        v8Flags: DAEMON_V8_FLAGS,
-      }]);
-      figures.push({
-        round,
-        path: "daemon-small-heap",
-        events,
-        seconds: round2(events / small.eventsPerSecond),
-        eventsPerSecond: small.eventsPerSecond,
-        loadavg: load,
-      });
-      load = loadavg();
+      /** The daemon's socket scenario with `v8Flags`, recorded as `which`. */
+      const daemonRun = async (which: E2eFigure["path"], v8Flags?: string) => {
+        const load = loadavg();
+        const [result] = await runIngestBenchSuite([{
+          store: "postgres",
+          scenario: "socket",
+          events,
+          v8Flags,
+        }]);
+        if (result.events !== events) throw new Error(`${which} ran ${result.events} events`);
+        figures.push({
+          round,
+          path: which,
+          events,
+          seconds: round2(events / result.eventsPerSecond),
+          eventsPerSecond: result.eventsPerSecond,
+          loadavg: load,
+        });
+        return result;
+      };
+      const daemon = await daemonRun("daemon");
+      const small = await daemonRun("daemon-small-heap", DAEMON_V8_FLAGS);
+      const load = loadavg();
       const copy = await copyRun(path, receivedAt, events);
       figures.push({
         round,
