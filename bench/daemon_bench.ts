@@ -22,6 +22,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createTestDatabase } from "../tests/pg.ts";
 import { fixtureEvents } from "./event_stream.ts";
+import { cpuSeconds } from "./proc.ts";
 
 /** Options of {@linkcode runDaemonBench}. */
 export interface DaemonBenchOptions {
@@ -143,12 +144,6 @@ async function servePbx(
 function rssKb(pid: number, field: "VmRSS" | "VmHWM"): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0);
-}
-
-/** User plus system CPU seconds of process `pid` (`/proc/<pid>/stat`, in clock ticks of 1/100 s). */
-function cpuSeconds(pid: number): number {
-  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 async function scrape(url: string): Promise<Map<string, number>> {

@@ -25,6 +25,7 @@ import { uuidv7 } from "../daemon/ids.ts";
 import { Ingest } from "../daemon/ingest.ts";
 import { openStore, type Store } from "../daemon/store.ts";
 import { createTestDatabase } from "../tests/pg.ts";
+import { cpuSeconds, machineTicks } from "./proc.ts";
 import { fixtureEvents, peakRssMb } from "./event_stream.ts";
 import { streamPlan } from "./stream_server.ts";
 import { DAMI } from "../mod.ts";
@@ -84,19 +85,6 @@ export interface IngestBenchResult {
   machineBusyPercent?: number;
   /** Socket scenario: CPU seconds of this (the ingesting) process from connect to last commit. */
   processCpuSeconds?: number;
-}
-
-/** Machine CPU ticks (all cores): total and idle, from `/proc/stat`. */
-function machineTicks(): { total: number; idle: number } {
-  const fields = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1, 9)
-    .map(Number);
-  return { total: fields.reduce((a, b) => a + b, 0), idle: fields[3] + fields[4] };
-}
-
-/** CPU seconds of this process (user + system). */
-function processCpu(): number {
-  const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 const CHUNK = 64 * 1024;
@@ -275,13 +263,13 @@ export async function runIngestBench(options: IngestBenchOptions): Promise<Inges
       });
       const stall = stallMeter();
       const ticks = machineTicks();
-      const cpu = processCpu();
+      const cpu = cpuSeconds();
       const started = performance.now();
       await dami.connectAndLogin({ username: "bench", secret: "bench" });
       await done;
       const finished = performance.now();
       const ticksAfter = machineTicks();
-      const cpuAfter = processCpu();
+      const cpuAfter = cpuSeconds();
       const maxStallMs = stall.stop();
       dami.close();
       await ingest.close();
@@ -295,7 +283,8 @@ export async function runIngestBench(options: IngestBenchOptions): Promise<Inges
         maxStallMs,
         peakRssMb: Math.round(peakRssMb()),
         machineBusyPercent: Math.round(
-          100 * (1 - (ticksAfter.idle - ticks.idle) / (ticksAfter.total - ticks.total)),
+          100 * (ticksAfter.busy - ticks.busy) /
+            (ticksAfter.busy - ticks.busy + ticksAfter.idle - ticks.idle),
         ),
         processCpuSeconds: round(cpuAfter - cpu),
       };

@@ -43,24 +43,11 @@ import { openStore } from "../daemon/store.ts";
 import { selectRows } from "../queries/db.ts";
 import { createTestDatabase } from "../tests/pg.ts";
 import { fixtureEvents } from "./event_stream.ts";
+import { cpuSeconds, machineTicks } from "./proc.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const now = () => performance.timeOrigin + performance.now();
-
-/** CPU seconds this process used (user + system). */
-function cpuSeconds(): number {
-  const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** The machine's CPU time so far by kind, in clock ticks (`/proc/stat`'s first line). */
-function machineTicks(): { busy: number; idle: number; softirq: number } {
-  const [user, nice, system, idle, iowait, irq, softirq, steal] = Deno.readTextFileSync(
-    "/proc/stat",
-  ).split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
-  return { busy: user + nice + system + irq + softirq + steal, idle: idle + iowait, softirq };
-}
 
 /** CPU seconds of this process's main thread (JavaScript, and Deno's I/O with it). */
 function mainThreadSeconds(): number {
