@@ -266,6 +266,8 @@ export async function runIngestBench(options: IngestBenchOptions): Promise<Inges
       const cpu = cpuSeconds();
       const started = performance.now();
       await dami.connectAndLogin({ username: "bench", secret: "bench" });
+      // As the supervisor does: until listen(), the client holds the events it parsed.
+      await dami.listen();
       await done;
       const finished = performance.now();
       const ticksAfter = machineTicks();

@@ -8,15 +8,15 @@
  *
  * A record's size is estimated as its row's bytes (an event) or its spool line's length
  * in characters (V8 stores these ASCII lines one byte per character) plus
- * {@linkcode RECORD_OVERHEAD_BYTES}, which covers the record object, its view of the
- * row and the queue entry.
+ * {@linkcode RECORD_OVERHEAD_BYTES}, which covers its slots in the queue's columns (and,
+ * for a record that is not an event, its object).
  *
  * @module
  */
-import { encodeRecord, type IngestRecord } from "../ingest_record.ts";
+import { encodeRecord, type EventLineFormat, type IngestRecord } from "../ingest_record.ts";
 import type { SpoolPosition } from "../spool.ts";
 
-/** Bytes counted for a record besides its line (object headers, fields, entry). */
+/** Bytes counted for a record besides its line (its slots in the columns, with room to grow). */
 export const RECORD_OVERHEAD_BYTES = 96;
 
 /** Options of {@linkcode RecordQueue}. */
@@ -35,9 +35,115 @@ interface Entry {
   readonly bytes: number;
 }
 
-interface Cached extends Entry {
+/**
+ * The cached records, a column per field. An event waits as numbers and references to
+ * shared things (its row's chunk, its server name, its line format) in arrays, not as
+ * objects: its record, its view of the row, its spool position and the boxed number of
+ * its receive time would be four or five objects per event. During a burst a hundred
+ * thousand events wait here for the database, long enough to reach V8's old
+ * generation, which the GC then marks again and again; under `--optimize-for-size`
+ * (the deployed flag) that marking was most of the daemon's extra CPU time per event.
+ * An event's record is made again when it leaves (a short-lived object). Other records
+ * (sessions, action runs: few) are kept as they are.
+ */
+class CachedColumns {
+  /** A record that is not an event, as it is; undefined for an event. */
+  readonly other: (IngestRecord | undefined)[] = [];
+  /** An event's row: the buffer, offset and length of its view. */
+  readonly buffer: (ArrayBufferLike | undefined)[] = [];
+  readonly offset: number[] = [];
+  readonly length: number[] = [];
+  readonly receivedAt: number[] = [];
+  readonly server: (string | undefined)[] = [];
+  readonly format: (EventLineFormat | undefined)[] = [];
+  /** The record's estimated bytes. */
+  readonly size: number[] = [];
   /** Spool position after the record. */
-  readonly end: SpoolPosition;
+  readonly endSegment: number[] = [];
+  readonly endOffset: number[] = [];
+  /** Index of the first record still cached. */
+  head = 0;
+
+  get count(): number {
+    return this.size.length - this.head;
+  }
+
+  push(record: IngestRecord, size: number, end: SpoolPosition): void {
+    if (record.type === "event") {
+      const { bytes } = record;
+      this.other.push(undefined);
+      this.buffer.push(bytes.buffer);
+      this.offset.push(bytes.byteOffset);
+      this.length.push(bytes.length);
+      this.receivedAt.push(record.receivedAt);
+      this.server.push(record.server);
+      this.format.push(record.format);
+    } else {
+      this.other.push(record);
+      this.buffer.push(undefined);
+      this.offset.push(0);
+      this.length.push(0);
+      this.receivedAt.push(0);
+      this.server.push(undefined);
+      this.format.push(undefined);
+    }
+    this.size.push(size);
+    this.endSegment.push(end.segment);
+    this.endOffset.push(end.offset);
+  }
+
+  /** The record at index `i`, made again if it is an event. */
+  record(i: number): IngestRecord {
+    const other = this.other[i];
+    if (other !== undefined) return other;
+    return {
+      type: "event",
+      server: this.server[i]!,
+      receivedAt: this.receivedAt[i],
+      bytes: new Uint8Array(this.buffer[i]!, this.offset[i], this.length[i]),
+      format: this.format[i]!,
+    };
+  }
+
+  end(i: number): SpoolPosition {
+    return { segment: this.endSegment[i], offset: this.endOffset[i] };
+  }
+
+  /** Removes the first record, letting go of what it refers to. */
+  shift(): void {
+    const i = this.head++;
+    this.other[i] = undefined;
+    this.buffer[i] = undefined;
+    this.server[i] = undefined;
+    this.format[i] = undefined;
+  }
+
+  /** Gives back the slots of removed records once they are many. */
+  compact(): void {
+    const length = this.size.length;
+    if (this.head === length) this.#cut(length);
+    else if (this.head > 4096 && this.head * 2 > length) this.#cut(this.head);
+  }
+
+  #cut(n: number): void {
+    for (const column of this.#columns()) column.splice(0, n);
+    this.head = 0;
+  }
+
+  #columns(): unknown[][] {
+    return [
+      this.other,
+      this.buffer,
+      this.offset,
+      this.length,
+      this.receivedAt,
+      this.server,
+      this.format,
+      this.size,
+      this.endSegment,
+      this.endOffset,
+    ];
+  }
 }
 
 /**
@@ -49,21 +155,10 @@ export function recordBytes(record: IngestRecord): number {
     RECORD_OVERHEAD_BYTES;
 }
 
-/** What a slot of the cache holds once its record left. */
-const RELEASED: Cached = {
-  record: {
-    type: "session_end",
-    session: { id: "", server: "", disconnectedAt: new Date(0), reason: "", eventCount: 0 },
-  },
-  bytes: 0,
-  end: { segment: 0, offset: 0 },
-};
-
 /** Cached and held records, bounded in bytes. */
 export class RecordQueue {
   readonly maxBytes: number;
-  #cached: Cached[] = [];
-  #head = 0;
+  readonly #cached = new CachedColumns();
   #cachedBytes = 0;
   #held: Entry[] = [];
   #heldBytes = 0;
@@ -87,7 +182,7 @@ export class RecordQueue {
 
   /** Cached records. */
   get length(): number {
-    return this.#cached.length - this.#head;
+    return this.#cached.count;
   }
 
   /** Records held because the spool was full. */
@@ -111,7 +206,7 @@ export class RecordQueue {
    */
   push(record: IngestRecord, bytes: number, start: SpoolPosition, end: SpoolPosition): void {
     if (this.length === 0) this.#start = start;
-    this.#cached.push({ record, bytes, end });
+    this.#cached.push(record, bytes, end);
     this.#cachedBytes += bytes;
     this.#evict();
   }
@@ -162,7 +257,8 @@ export class RecordQueue {
    * says a record ends at or before it (the writer read them from the spool).
    */
   skipWhile(isBefore: (end: SpoolPosition) => boolean): void {
-    while (this.#head < this.#cached.length && isBefore(this.#cached[this.#head].end)) {
+    const cached = this.#cached;
+    while (cached.count > 0 && isBefore(cached.end(cached.head))) {
       this.#onForget?.(this.#shift());
     }
     this.#compact();
@@ -175,30 +271,30 @@ export class RecordQueue {
   take(maxRecords: number, maxBytes: number): { batch: IngestRecord[]; end: SpoolPosition } {
     const batch: IngestRecord[] = [];
     let bytes = 0;
-    let end = this.#start;
-    while (this.#head < this.#cached.length && batch.length < maxRecords) {
-      const entry = this.#cached[this.#head];
-      if (batch.length > 0 && bytes + entry.bytes > maxBytes) break;
-      bytes += entry.bytes;
-      batch.push(entry.record);
-      end = entry.end;
-      this.#shift();
+    const cached = this.#cached;
+    while (cached.count > 0 && batch.length < maxRecords) {
+      const size = cached.size[cached.head];
+      if (batch.length > 0 && bytes + size > maxBytes) break;
+      bytes += size;
+      batch.push(this.#shift());
     }
     this.#compact();
-    return { batch, end };
+    return { batch, end: this.#start };
   }
 
+  /** Removes the oldest cached record and returns it. */
   #shift(): IngestRecord {
-    const entry = this.#cached[this.#head];
-    // The array keeps its slots until compacted: let go of the record now.
-    this.#cached[this.#head++] = RELEASED;
-    this.#cachedBytes -= entry.bytes;
-    this.#start = entry.end;
-    return entry.record;
+    const cached = this.#cached;
+    const i = cached.head;
+    const record = cached.record(i);
+    this.#cachedBytes -= cached.size[i];
+    this.#start = cached.end(i);
+    cached.shift();
+    return record;
   }
 
   #evict(): void {
-    while (this.bytes > this.maxBytes && this.#head < this.#cached.length) {
+    while (this.bytes > this.maxBytes && this.#cached.count > 0) {
       this.#onForget?.(this.#shift());
       this.#evicted++;
     }
@@ -206,12 +302,6 @@ export class RecordQueue {
   }
 
   #compact(): void {
-    if (this.#head === this.#cached.length) {
-      this.#cached = [];
-      this.#head = 0;
-    } else if (this.#head > 4096 && this.#head * 2 > this.#cached.length) {
-      this.#cached = this.#cached.slice(this.#head);
-      this.#head = 0;
-    }
+    this.#cached.compact();
   }
 }
