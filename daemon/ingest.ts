@@ -83,15 +83,16 @@ import type { AmiMessage } from "../dami/message.ts";
 import { BatchWriter, type WriteStrategy } from "./batch_writer.ts";
 import {
   type ActionRun,
+  CURRENT_EVENT_FORMAT,
   encodeRecord,
   type EventLineFormat,
   type EventRecord,
   eventRecord,
-  eventRecordFromWire,
   type IngestRecord,
   RowArena,
   type SessionEnd,
   type SessionStart,
+  wireRow,
   wireRowHead,
 } from "./ingest_record.ts";
 import { recordBytes, RecordQueue } from "./ingest/queue.ts";
@@ -285,19 +286,68 @@ export class Ingest {
       head = this.#wireHead = { server, sessionId, bytes: wireRowHead(server, sessionId) };
     }
     if (head.bytes === undefined) return false;
-    const record = eventRecordFromWire(
-      server,
-      head.bytes,
-      bytes,
-      start,
-      end,
-      seq,
-      receivedAt,
-      this.#arena,
-    );
-    if (record === undefined) return false;
+    const arena = this.#arena;
+    const rowEnd = wireRow(head.bytes, bytes, start, end, seq, receivedAt, arena);
+    if (rowEnd < 0) return false;
     this.#counters.receive(server);
-    this.#accept(record);
+    // Held records go first (spool full): this one joins them, as #accept does.
+    if (this.#queue.heldCount > 0 || !this.#appendRow(server, receivedAt, rowEnd)) {
+      this.#accept({
+        type: "event",
+        server,
+        receivedAt,
+        bytes: arena.take(rowEnd),
+        format: CURRENT_EVENT_FORMAT,
+      });
+    }
+    return true;
+  }
+
+  /**
+   * {@linkcode Ingest.#append} of the row the arena holds from `at` to `rowEnd`, making
+   * no object in the common case (the row stays in its chunk, the spool copies it, the
+   * queue keeps its place): a flood of events then leaves the GC next to nothing to do.
+   * False, the row not taken, when the spool is full.
+   */
+  #appendRow(server: string, receivedAt: number, rowEnd: number): boolean {
+    const spool = this.#spool;
+    const arena = this.#arena;
+    const buf = arena.buf;
+    const rowStart = arena.at;
+    const startSegment = spool.endSegment;
+    const startOffset = spool.endOffset;
+    const format = CURRENT_EVENT_FORMAT;
+    if (!spool.appended(lineHead(format), buf.subarray(rowStart, rowEnd - 1))) return false;
+    if (arena.keep(rowEnd)) {
+      this.#queue.pushEvent(
+        buf.buffer,
+        buf.byteOffset + rowStart,
+        rowEnd - rowStart,
+        receivedAt,
+        server,
+        format,
+        startSegment,
+        startOffset,
+        spool.endSegment,
+        spool.endOffset,
+      );
+    } else {
+      // A row too large for a shared chunk: a record of its own, as #append queues it.
+      const record: EventRecord = {
+        type: "event",
+        server,
+        receivedAt,
+        bytes: arena.take(rowEnd),
+        format,
+      };
+      this.#queue.push(
+        record,
+        recordBytes(record),
+        { segment: startSegment, offset: startOffset },
+        spool.end,
+      );
+    }
+    this.#writer.wake();
     return true;
   }
 

@@ -242,19 +242,29 @@ export class RowArena {
   take(end: number): Uint8Array {
     const start = this.at;
     const buf = this.buf;
-    if (buf.length > ARENA_BYTES) {
-      const row = buf.slice(start, end);
-      this.buf = this.#chunk();
-      this.at = 0;
-      return row;
-    }
+    if (this.keep(end)) return buf.subarray(start, end);
+    const row = buf.slice(start, end);
+    this.buf = this.#chunk();
+    this.at = 0;
+    return row;
+  }
+
+  /**
+   * Commits the bytes from `at` up to `end` as a row where they are, without making a
+   * view of them (release it with {@linkcode RowArena.releaseBuffer} of `buf.buffer`);
+   * false, committing nothing, for a row in a chunk of its own: {@linkcode RowArena.take}
+   * it.
+   */
+  keep(end: number): boolean {
+    const buf = this.buf;
+    if (buf.length > ARENA_BYTES) return false;
     this.at = end;
     if (this.#recycle) {
       const entry = this.#live.get(buf.buffer);
       if (entry === undefined) this.#live.set(buf.buffer, { rows: 1 });
       else entry.rows++;
     }
-    return buf.subarray(start, end);
+    return true;
   }
 
   /**
@@ -263,10 +273,15 @@ export class RowArena {
    * pipeline, which holds its rows alone, recycles.
    */
   release(row: Uint8Array): void {
-    const entry = this.#recycle ? this.#live.get(row.buffer) : undefined;
+    this.releaseBuffer(row.buffer);
+  }
+
+  /** {@linkcode RowArena.release} of a row in `buffer`. */
+  releaseBuffer(buffer: ArrayBufferLike): void {
+    const entry = this.#recycle ? this.#live.get(buffer) : undefined;
     if (entry === undefined || --entry.rows > 0) return;
-    this.#live.delete(row.buffer);
-    if (row.buffer !== this.buf.buffer) this.#reuse(new Uint8Array(row.buffer));
+    this.#live.delete(buffer);
+    if (buffer !== this.buf.buffer) this.#reuse(new Uint8Array(buffer));
   }
 
   #chunk(): Uint8Array {
@@ -582,6 +597,25 @@ export function eventRecordFromWire(
   receivedAt: number,
   arena: RowArena = SHARED_ARENA,
 ): EventRecord | undefined {
+  const q = wireRow(head, bytes, start, end, seq, receivedAt, arena);
+  if (q < 0) return undefined;
+  return { type: "event", server, receivedAt, bytes: arena.take(q), format: CURRENT_EVENT_FORMAT };
+}
+
+/**
+ * The row of {@linkcode eventRecordFromWire}, written at `arena.at` and not yet taken:
+ * returns where it ends in `arena.buf` (for {@linkcode RowArena.take} or
+ * {@linkcode RowArena.keep}), or -1 when the event is left to the parser.
+ */
+export function wireRow(
+  head: Uint8Array,
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  seq: number,
+  receivedAt: number,
+  arena: RowArena,
+): number {
   // Pass 1: the headers' spans, and whether this path can take the event.
   let n = 0;
   let p = start;
@@ -602,26 +636,26 @@ export function eventRecordFromWire(
       } else if (c >= 0x80) {
         // UTF-8 is copied as it is, once known valid (as the parser's fatal decoder checks).
         const length = utf8Sequence(bytes, p, end);
-        if (length === 0) return undefined;
+        if (length === 0) return -1;
         p += length - 1;
       } else if (!(c === 0x0d && p + 1 < end && bytes[p + 1] === LF)) {
-        return undefined;
+        return -1;
       }
     }
     const lineEnd = p > lineStart && bytes[p - 1] === 0x0d ? p - 1 : p;
     p++; // past the newline
     if (lineEnd === lineStart) break; // the blank line that ends the message
-    if (colon < 0) return undefined;
+    if (colon < 0) return -1;
     let value = colon + 1;
     if (value < lineEnd && bytes[value] === 0x20) value++;
     if (4 * n + 4 > spans.length) {
-      if (n >= KEY_SLOTS / 2) return undefined;
+      if (n >= KEY_SLOTS / 2) return -1;
       const grown = new Int32Array(spans.length * 2);
       grown.set(spans);
       spans = grown;
     }
     const keyLength = colon - lineStart;
-    if (repeatedBytes(bytes, lineStart, keyLength, n, stamp)) return undefined;
+    if (repeatedBytes(bytes, lineStart, keyLength, n, stamp)) return -1;
     spans[4 * n] = lineStart;
     spans[4 * n + 1] = colon;
     spans[4 * n + 2] = value;
@@ -634,11 +668,11 @@ export function eventRecordFromWire(
       if (sameLetterBytes(bytes, lineStart, "uniqueid")) uniqueid = uniqueid < 0 ? n : uniqueid;
       else if (sameLetterBytes(bytes, lineStart, "linkedid")) {
         linkedid = linkedid < 0 ? n : linkedid;
-      } else if (sameLetterBytes(bytes, lineStart, "actionid")) return undefined;
+      } else if (sameLetterBytes(bytes, lineStart, "actionid")) return -1;
     }
     n++;
   }
-  if (event !== 0) return undefined;
+  if (event !== 0) return -1;
   // Pass 2: the row. At most 4 bytes per byte of the message (a backslash in fields).
   arena.reserve(head.length + 4 * (end - start) + 64);
   const o = arena.buf;
@@ -672,7 +706,7 @@ export function eventRecordFromWire(
   o[q++] = TAB;
   o[q++] = 0x66; // f
   o[q++] = LF;
-  return { type: "event", server, receivedAt, bytes: arena.take(q), format: CURRENT_EVENT_FORMAT };
+  return q;
 }
 
 /**

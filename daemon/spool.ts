@@ -182,6 +182,18 @@ export class Spool {
     return last ? { segment: last.n, offset: last.size } : { segment: this.#nextNumber, offset: 0 };
   }
 
+  /** The segment of {@linkcode Spool.end}, without making a position. */
+  get endSegment(): number {
+    const last = this.#segments[this.#segments.length - 1];
+    return last ? last.n : this.#nextNumber;
+  }
+
+  /** The offset of {@linkcode Spool.end}, without making a position. */
+  get endOffset(): number {
+    const last = this.#segments[this.#segments.length - 1];
+    return last ? last.size : 0;
+  }
+
   /** Bytes of unreleased records after `from` and up to `to` (0 when `to` is not after `from`). */
   distance(from: SpoolPosition, to: SpoolPosition): number {
     let bytes = 0;
@@ -205,7 +217,7 @@ export class Spool {
     const segment = this.#room(payload.length * 3);
     const at = segment.pendingLength;
     const { written } = encoder.encodeInto(payload, segment.pending.subarray(at + 9));
-    return this.#commit(segment, written);
+    return this.#commit(segment, written) ? this.end : null;
   }
 
   /**
@@ -213,7 +225,16 @@ export class Spool {
    * `body` (without newline), copied as they are.
    */
   appendBytes(head: Uint8Array, body: Uint8Array): SpoolPosition | null {
-    if (this.#closed) return null;
+    return this.appended(head, body) ? this.end : null;
+  }
+
+  /**
+   * Like {@linkcode Spool.appendBytes}, true when appended: the record ends at
+   * {@linkcode Spool.endSegment} / {@linkcode Spool.endOffset}. No object is made (the
+   * ingest pipeline's path for every event).
+   */
+  appended(head: Uint8Array, body: Uint8Array): boolean {
+    if (this.#closed) return false;
     const segment = this.#room(head.length + body.length);
     const at = segment.pendingLength + 9;
     segment.pending.set(head, at);
@@ -240,12 +261,12 @@ export class Spool {
     return segment;
   }
 
-  /** Frames the `written` payload bytes placed after the buffer's end; null past the cap. */
-  #commit(segment: Segment, written: number): SpoolPosition | null {
+  /** Frames the `written` payload bytes placed after the buffer's end; false past the cap. */
+  #commit(segment: Segment, written: number): boolean {
     const at = segment.pendingLength;
     const length = written + 10;
     // An empty spool takes any one record, so that no record is too large to ever fit.
-    if (this.#bytes > 0 && this.#bytes + length > this.#capBytes) return null;
+    if (this.#bytes > 0 && this.#bytes + length > this.#capBytes) return false;
     const body = segment.pending.subarray(at + 9, at + 9 + written);
     if (body.includes(LF)) throw new TypeError("a spool payload must not contain a newline");
     let crc = crc32(body);
@@ -264,7 +285,7 @@ export class Spool {
       // Written now, fsynced by the timer's flush; errors reported through onError.
       this.#enqueue(() => this.#flushNow(false)).catch(() => {});
     }
-    return { segment: segment.n, offset: segment.size };
+    return true;
   }
 
   /**

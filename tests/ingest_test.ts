@@ -11,6 +11,7 @@ import { isTransientError, MigrationError, openStore, type Store } from "../daem
 import { actionRuns, amiEvents, amiEventsRejected, amiSessions } from "../schema/mod.ts";
 import { FIXTURE_NAMES, loadFixture } from "./fixtures.ts";
 import { eventAt } from "./ingest_child.ts";
+import { formatAmiMessage } from "../demo/ami_wire.ts";
 import { createTestDatabase } from "./pg.ts";
 import { TcpProxy } from "./tcp_proxy.ts";
 
@@ -55,11 +56,34 @@ async function withPostgres(
   }
 }
 
-/** Ingests `count` events of a session (fixture events renumbered) into `ingest`. */
-function ingestSession(ingest: Ingest, server: string, count: number): string {
+/**
+ * Ingests `count` events of a session (fixture events renumbered) into `ingest`: parsed
+ * (`event`), or as the supervisor gives them, from their wire bytes (`eventBytes`, the
+ * parsed path for those it declines).
+ */
+function ingestSession(
+  ingest: Ingest,
+  server: string,
+  count: number,
+  path: "parsed" | "wire" = "parsed",
+): string {
   const id = uuidv7();
   ingest.sessionStarted({ id, server, connectedAt: new Date() });
-  for (let seq = 1; seq <= count; seq++) ingest.event(server, id, eventAt(seq));
+  const encoder = new TextEncoder();
+  let wire = 0;
+  for (let seq = 1; seq <= count; seq++) {
+    const msg = eventAt(seq);
+    if (path === "wire") {
+      const bytes = encoder.encode(formatAmiMessage(msg.headers));
+      if (ingest.eventBytes(server, id, bytes, 0, bytes.length, seq, msg.receivedAt)) {
+        wire++;
+        continue;
+      }
+    }
+    ingest.event(server, id, msg);
+  }
+  // Most recorded events are plain enough for the wire path: it is the one tested.
+  if (path === "wire") assert.ok(wire > count / 2, `${wire} of ${count} taken from the wire`);
   return id;
 }
 
@@ -427,38 +451,40 @@ Deno.test("PostgreSQL: a process killed with SIGKILL leaves a spool whose events
   });
 });
 
-Deno.test("PostgreSQL: with the spool full, events are held, then the newest dropped and counted per server", async () => {
-  await withPostgres("ingest_cap", async (url, dataDir) => {
-    const proxy = TcpProxy.start({ hostname: "127.0.0.1", port: 5432 });
-    proxy.cut(600_000);
-    const store = await openStore({ url: proxy.url(url), dataDir });
-    const options: IngestOptions = {
-      store,
-      dataDir,
-      spoolCapBytes: 64 * 1024,
-      spoolSegmentBytes: 8 * 1024,
-      queueBytes: 64 * 1024,
-    };
-    const ingest = await Ingest.open(options);
-    const sessionId = ingestSession(ingest, "pbx1", 2000);
-    const full = ingest.stats();
-    assert.equal(full.spoolCapReached, true);
-    assert.ok(full.droppedEvents > 0 && full.droppedEvents < 2000);
-    assert.equal(full.servers.pbx1.dropped, full.droppedEvents);
-    assert.equal(full.servers.pbx1.received, 2000);
-    const kept = 2000 - full.droppedEvents;
+for (const path of ["parsed", "wire"] as const) {
+  Deno.test(`PostgreSQL: with the spool full, events are held, then the newest dropped and counted per server (${path})`, async () => {
+    await withPostgres(`ingest_cap_${path}`, async (url, dataDir) => {
+      const proxy = TcpProxy.start({ hostname: "127.0.0.1", port: 5432 });
+      proxy.cut(600_000);
+      const store = await openStore({ url: proxy.url(url), dataDir });
+      const options: IngestOptions = {
+        store,
+        dataDir,
+        spoolCapBytes: 64 * 1024,
+        spoolSegmentBytes: 8 * 1024,
+        queueBytes: 64 * 1024,
+      };
+      const ingest = await Ingest.open(options);
+      const sessionId = ingestSession(ingest, "pbx1", 2000, path);
+      const full = ingest.stats();
+      assert.equal(full.spoolCapReached, true);
+      assert.ok(full.droppedEvents > 0 && full.droppedEvents < 2000);
+      assert.equal(full.servers.pbx1.dropped, full.droppedEvents);
+      assert.equal(full.servers.pbx1.received, 2000);
+      const kept = 2000 - full.droppedEvents;
 
-    proxy.restore();
-    await ingest.close({ timeoutMs: 60_000 });
-    const after = ingest.stats();
-    assert.equal(after.storedEvents, kept);
-    assert.equal(after.spoolCapReached, false);
-    // The oldest were kept: the stored history is contiguous, the gap is at its end.
-    await assertExactlyOnceInOrder(store, new Map([[sessionId, kept]]));
-    await store.close();
-    await proxy.close();
+      proxy.restore();
+      await ingest.close({ timeoutMs: 60_000 });
+      const after = ingest.stats();
+      assert.equal(after.storedEvents, kept);
+      assert.equal(after.spoolCapReached, false);
+      // The oldest were kept: the stored history is contiguous, the gap is at its end.
+      await assertExactlyOnceInOrder(store, new Map([[sessionId, kept]]));
+      await store.close();
+      await proxy.close();
+    });
   });
-});
+}
 
 Deno.test("PostgreSQL: with the database down, 100 kB events stay within the queue's byte bound, spill to the spool, and are all stored later", async () => {
   await withPostgres("ingest_queue_bytes", async (url, dataDir) => {

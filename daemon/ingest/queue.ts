@@ -71,25 +71,52 @@ class CachedColumns {
   push(record: IngestRecord, size: number, end: SpoolPosition): void {
     if (record.type === "event") {
       const { bytes } = record;
-      this.other.push(undefined);
-      this.buffer.push(bytes.buffer);
-      this.offset.push(bytes.byteOffset);
-      this.length.push(bytes.length);
-      this.receivedAt.push(record.receivedAt);
-      this.server.push(record.server);
-      this.format.push(record.format);
-    } else {
-      this.other.push(record);
-      this.buffer.push(undefined);
-      this.offset.push(0);
-      this.length.push(0);
-      this.receivedAt.push(0);
-      this.server.push(undefined);
-      this.format.push(undefined);
+      this.pushEvent(
+        bytes.buffer,
+        bytes.byteOffset,
+        bytes.length,
+        record.receivedAt,
+        record.server,
+        record.format,
+        size,
+        end.segment,
+        end.offset,
+      );
+      return;
     }
+    this.other.push(record);
+    this.buffer.push(undefined);
+    this.offset.push(0);
+    this.length.push(0);
+    this.receivedAt.push(0);
+    this.server.push(undefined);
+    this.format.push(undefined);
     this.size.push(size);
     this.endSegment.push(end.segment);
     this.endOffset.push(end.offset);
+  }
+
+  pushEvent(
+    buffer: ArrayBufferLike,
+    offset: number,
+    length: number,
+    receivedAt: number,
+    server: string,
+    format: EventLineFormat,
+    size: number,
+    endSegment: number,
+    endOffset: number,
+  ): void {
+    this.other.push(undefined);
+    this.buffer.push(buffer);
+    this.offset.push(offset);
+    this.length.push(length);
+    this.receivedAt.push(receivedAt);
+    this.server.push(server);
+    this.format.push(format);
+    this.size.push(size);
+    this.endSegment.push(endSegment);
+    this.endOffset.push(endOffset);
   }
 
   /** The record at index `i`, made again if it is an event. */
@@ -207,6 +234,40 @@ export class RecordQueue {
   push(record: IngestRecord, bytes: number, start: SpoolPosition, end: SpoolPosition): void {
     if (this.length === 0) this.#start = start;
     this.#cached.push(record, bytes, end);
+    this.#cachedBytes += bytes;
+    this.#evict();
+  }
+
+  /**
+   * {@linkcode RecordQueue.push} of an event, given by its parts: its row is
+   * `length` bytes at `offset` in `buffer`, its record spans the spool from
+   * `startSegment`/`startOffset` to `endSegment`/`endOffset`. Makes no object.
+   */
+  pushEvent(
+    buffer: ArrayBufferLike,
+    offset: number,
+    length: number,
+    receivedAt: number,
+    server: string,
+    format: EventLineFormat,
+    startSegment: number,
+    startOffset: number,
+    endSegment: number,
+    endOffset: number,
+  ): void {
+    if (this.length === 0) this.#start = { segment: startSegment, offset: startOffset };
+    const bytes = length + RECORD_OVERHEAD_BYTES;
+    this.#cached.pushEvent(
+      buffer,
+      offset,
+      length,
+      receivedAt,
+      server,
+      format,
+      bytes,
+      endSegment,
+      endOffset,
+    );
     this.#cachedBytes += bytes;
     this.#evict();
   }
