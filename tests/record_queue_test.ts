@@ -114,3 +114,23 @@ Deno.test("past maxBytes the oldest records are forgotten, whole, and skipWhile 
   assert.deepEqual(forgotten.slice(from).map(plain), all.slice(from, from + 100).map(plain));
   assert.deepEqual(queue.take(1, 1 << 20).batch.map(plain), [plain(all[from + 100])]);
 });
+
+Deno.test("records pushed and taken in turns (the ring wraps, then grows while wrapped) stay in order", () => {
+  const all = records(20_000);
+  const at = positions(all.length);
+  const queue = new RecordQueue(at[0], { maxBytes: 1 << 30 });
+  const taken: IngestRecord[] = [];
+  let pushed = 0;
+  // Pushes outpace takes: the ring fills up around its end and must grow while wrapped.
+  for (let round = 0; pushed < all.length; round++) {
+    const n = Math.min(700 + (round % 5) * 300, all.length - pushed);
+    for (let i = 0; i < n; i++, pushed++) {
+      queue.push(all[pushed], recordBytes(all[pushed]), at[pushed], at[pushed + 1]);
+    }
+    taken.push(...queue.take(600, 1 << 30).batch);
+    assert.equal(queue.length, pushed - taken.length);
+  }
+  while (queue.length > 0) taken.push(...queue.take(1000, 1 << 30).batch);
+  assert.deepEqual(taken.map(plain), all.map(plain));
+  assert.deepEqual(queue.start, at[all.length]);
+});

@@ -44,28 +44,27 @@ interface Entry {
  * generation, which the GC then marks again and again; under `--optimize-for-size`
  * (the deployed flag) that marking was most of the daemon's extra CPU time per event.
  * An event's record is made again when it leaves (a short-lived object). Other records
- * (sessions, action runs: few) are kept as they are.
+ * (sessions, action runs: few) are kept as they are. The columns are a ring: a record
+ * in or out moves nothing, and the numbers live in typed arrays the GC never scans.
  */
 class CachedColumns {
+  /** Slots; a power of two, doubled when full, back to the minimum once empty. */
+  #capacity = MIN_SLOTS;
+  /** Slot of the first record, and how many there are. */
+  #head = 0;
+  #count = 0;
   /** A record that is not an event, as it is; undefined for an event. */
-  readonly other: (IngestRecord | undefined)[] = [];
+  #other: (IngestRecord | undefined)[] = new Array(MIN_SLOTS);
   /** An event's row: the buffer, offset and length of its view. */
-  readonly buffer: (ArrayBufferLike | undefined)[] = [];
-  readonly offset: number[] = [];
-  readonly length: number[] = [];
-  readonly receivedAt: number[] = [];
-  readonly server: (string | undefined)[] = [];
-  readonly format: (EventLineFormat | undefined)[] = [];
-  /** The record's estimated bytes. */
-  readonly size: number[] = [];
-  /** Spool position after the record. */
-  readonly endSegment: number[] = [];
-  readonly endOffset: number[] = [];
-  /** Index of the first record still cached. */
-  head = 0;
+  #buffer: (ArrayBufferLike | undefined)[] = new Array(MIN_SLOTS);
+  #server: (string | undefined)[] = new Array(MIN_SLOTS);
+  #format: (EventLineFormat | undefined)[] = new Array(MIN_SLOTS);
+  /** The numbers, off the heap: offset, length, size (estimated bytes), end segment, end offset. */
+  #numbers = new Float64Array(MIN_SLOTS * NUMBERS);
+  #receivedAt = new Float64Array(MIN_SLOTS);
 
   get count(): number {
-    return this.size.length - this.head;
+    return this.#count;
   }
 
   push(record: IngestRecord, size: number, end: SpoolPosition): void {
@@ -84,16 +83,9 @@ class CachedColumns {
       );
       return;
     }
-    this.other.push(record);
-    this.buffer.push(undefined);
-    this.offset.push(0);
-    this.length.push(0);
-    this.receivedAt.push(0);
-    this.server.push(undefined);
-    this.format.push(undefined);
-    this.size.push(size);
-    this.endSegment.push(end.segment);
-    this.endOffset.push(end.offset);
+    const slot = this.#slot();
+    this.#other[slot] = record;
+    this.#setNumbers(slot, 0, 0, size, end.segment, end.offset);
   }
 
   pushEvent(
@@ -107,71 +99,112 @@ class CachedColumns {
     endSegment: number,
     endOffset: number,
   ): void {
-    this.other.push(undefined);
-    this.buffer.push(buffer);
-    this.offset.push(offset);
-    this.length.push(length);
-    this.receivedAt.push(receivedAt);
-    this.server.push(server);
-    this.format.push(format);
-    this.size.push(size);
-    this.endSegment.push(endSegment);
-    this.endOffset.push(endOffset);
+    const slot = this.#slot();
+    this.#buffer[slot] = buffer;
+    this.#server[slot] = server;
+    this.#format[slot] = format;
+    this.#receivedAt[slot] = receivedAt;
+    this.#setNumbers(slot, offset, length, size, endSegment, endOffset);
   }
 
-  /** The record at index `i`, made again if it is an event. */
-  record(i: number): IngestRecord {
-    const other = this.other[i];
-    if (other !== undefined) return other;
-    return {
-      type: "event",
-      server: this.server[i]!,
-      receivedAt: this.receivedAt[i],
-      bytes: new Uint8Array(this.buffer[i]!, this.offset[i], this.length[i]),
-      format: this.format[i]!,
-    };
+  /** The estimated bytes of the first record. */
+  firstSize(): number {
+    return this.#numbers[this.#head * NUMBERS + 2];
   }
 
-  end(i: number): SpoolPosition {
-    return { segment: this.endSegment[i], offset: this.endOffset[i] };
+  /** The spool position after the first record. */
+  firstEnd(): SpoolPosition {
+    return { segment: this.firstEndSegment(), offset: this.firstEndOffset() };
   }
 
-  /** Removes the first record, letting go of what it refers to. */
-  shift(): void {
-    const i = this.head++;
-    this.other[i] = undefined;
-    this.buffer[i] = undefined;
-    this.server[i] = undefined;
-    this.format[i] = undefined;
+  firstEndSegment(): number {
+    return this.#numbers[this.#head * NUMBERS + 3];
   }
 
-  /** Gives back the slots of removed records once they are many. */
-  compact(): void {
-    const length = this.size.length;
-    if (this.head === length) this.#cut(length);
-    else if (this.head > 4096 && this.head * 2 > length) this.#cut(this.head);
+  firstEndOffset(): number {
+    return this.#numbers[this.#head * NUMBERS + 4];
   }
 
-  #cut(n: number): void {
-    for (const column of this.#columns()) column.splice(0, n);
-    this.head = 0;
+  /** Removes the first record and returns it (an event's record made again). */
+  shift(): IngestRecord {
+    const slot = this.#head;
+    let record = this.#other[slot];
+    if (record === undefined) {
+      const n = slot * NUMBERS;
+      record = {
+        type: "event",
+        server: this.#server[slot]!,
+        receivedAt: this.#receivedAt[slot],
+        bytes: new Uint8Array(this.#buffer[slot]!, this.#numbers[n], this.#numbers[n + 1]),
+        format: this.#format[slot]!,
+      };
+    }
+    this.#other[slot] = undefined;
+    this.#buffer[slot] = undefined;
+    this.#server[slot] = undefined;
+    this.#format[slot] = undefined;
+    this.#head = (slot + 1) & (this.#capacity - 1);
+    if (--this.#count === 0 && this.#capacity > MIN_SLOTS) this.#resize(MIN_SLOTS);
+    return record;
   }
 
-  #columns(): unknown[][] {
-    return [
-      this.other,
-      this.buffer,
-      this.offset,
-      this.length,
-      this.receivedAt,
-      this.server,
-      this.format,
-      this.size,
-      this.endSegment,
-      this.endOffset,
-    ];
+  /** The slot for a new record at the end, growing the columns when full. */
+  #slot(): number {
+    if (this.#count === this.#capacity) this.#resize(this.#capacity * 2);
+    const slot = (this.#head + this.#count++) & (this.#capacity - 1);
+    return slot;
+  }
+
+  #setNumbers(
+    slot: number,
+    offset: number,
+    length: number,
+    size: number,
+    endSegment: number,
+    endOffset: number,
+  ): void {
+    const n = slot * NUMBERS;
+    const numbers = this.#numbers;
+    numbers[n] = offset;
+    numbers[n + 1] = length;
+    numbers[n + 2] = size;
+    numbers[n + 3] = endSegment;
+    numbers[n + 4] = endOffset;
+  }
+
+  /** New columns of `capacity` slots (at least the count), the records first, in order. */
+  #resize(capacity: number): void {
+    const old = this.#capacity;
+    const other = new Array<IngestRecord | undefined>(capacity);
+    const buffer = new Array<ArrayBufferLike | undefined>(capacity);
+    const server = new Array<string | undefined>(capacity);
+    const format = new Array<EventLineFormat | undefined>(capacity);
+    const numbers = new Float64Array(capacity * NUMBERS);
+    const receivedAt = new Float64Array(capacity);
+    for (let i = 0; i < this.#count; i++) {
+      const from = (this.#head + i) & (old - 1);
+      other[i] = this.#other[from];
+      buffer[i] = this.#buffer[from];
+      server[i] = this.#server[from];
+      format[i] = this.#format[from];
+      receivedAt[i] = this.#receivedAt[from];
+      numbers.set(this.#numbers.subarray(from * NUMBERS, (from + 1) * NUMBERS), i * NUMBERS);
+    }
+    this.#other = other;
+    this.#buffer = buffer;
+    this.#server = server;
+    this.#format = format;
+    this.#numbers = numbers;
+    this.#receivedAt = receivedAt;
+    this.#capacity = capacity;
+    this.#head = 0;
   }
 }
+
+/** Slots the cache starts with, and returns to once empty. */
+const MIN_SLOTS = 1024;
+/** Numbers per slot in the cache's numeric column. */
+const NUMBERS = 5;
 
 /**
  * The estimated memory of a record: an event's row bytes (in a shared chunk, see
@@ -190,7 +223,8 @@ export class RecordQueue {
   #held: Entry[] = [];
   #heldBytes = 0;
   /** Spool position before the first cached record. */
-  #start: SpoolPosition;
+  #startSegment: number;
+  #startOffset: number;
   #evicted = 0;
   #refusing = false;
   readonly #onForget: ((record: IngestRecord) => void) | undefined;
@@ -198,13 +232,14 @@ export class RecordQueue {
   /** An empty queue whose next record starts at spool position `start`. */
   constructor(start: SpoolPosition, options: RecordQueueOptions = {}) {
     this.maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
-    this.#start = start;
+    this.#startSegment = start.segment;
+    this.#startOffset = start.offset;
     this.#onForget = options.onForget;
   }
 
   /** Spool position before the first cached record (after the last one when empty). */
   get start(): SpoolPosition {
-    return this.#start;
+    return { segment: this.#startSegment, offset: this.#startOffset };
   }
 
   /** Cached records. */
@@ -232,7 +267,10 @@ export class RecordQueue {
    * oldest cached records beyond the bound.
    */
   push(record: IngestRecord, bytes: number, start: SpoolPosition, end: SpoolPosition): void {
-    if (this.length === 0) this.#start = start;
+    if (this.length === 0) {
+      this.#startSegment = start.segment;
+      this.#startOffset = start.offset;
+    }
     this.#cached.push(record, bytes, end);
     this.#cachedBytes += bytes;
     this.#evict();
@@ -255,7 +293,10 @@ export class RecordQueue {
     endSegment: number,
     endOffset: number,
   ): void {
-    if (this.length === 0) this.#start = { segment: startSegment, offset: startOffset };
+    if (this.length === 0) {
+      this.#startSegment = startSegment;
+      this.#startOffset = startOffset;
+    }
     const bytes = length + RECORD_OVERHEAD_BYTES;
     this.#cached.pushEvent(
       buffer,
@@ -319,10 +360,9 @@ export class RecordQueue {
    */
   skipWhile(isBefore: (end: SpoolPosition) => boolean): void {
     const cached = this.#cached;
-    while (cached.count > 0 && isBefore(cached.end(cached.head))) {
+    while (cached.count > 0 && isBefore(cached.firstEnd())) {
       this.#onForget?.(this.#shift());
     }
-    this.#compact();
   }
 
   /**
@@ -334,24 +374,21 @@ export class RecordQueue {
     let bytes = 0;
     const cached = this.#cached;
     while (cached.count > 0 && batch.length < maxRecords) {
-      const size = cached.size[cached.head];
+      const size = cached.firstSize();
       if (batch.length > 0 && bytes + size > maxBytes) break;
       bytes += size;
       batch.push(this.#shift());
     }
-    this.#compact();
-    return { batch, end: this.#start };
+    return { batch, end: this.start };
   }
 
   /** Removes the oldest cached record and returns it. */
   #shift(): IngestRecord {
     const cached = this.#cached;
-    const i = cached.head;
-    const record = cached.record(i);
-    this.#cachedBytes -= cached.size[i];
-    this.#start = cached.end(i);
-    cached.shift();
-    return record;
+    this.#cachedBytes -= cached.firstSize();
+    this.#startSegment = cached.firstEndSegment();
+    this.#startOffset = cached.firstEndOffset();
+    return cached.shift();
   }
 
   #evict(): void {
@@ -359,10 +396,5 @@ export class RecordQueue {
       this.#onForget?.(this.#shift());
       this.#evicted++;
     }
-    this.#compact();
-  }
-
-  #compact(): void {
-    this.#cached.compact();
   }
 }
