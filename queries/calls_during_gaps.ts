@@ -67,7 +67,9 @@ export async function callsDuringGaps(
           -- gap began from its start to this one's)
           and (c.ended_at is not null or g.prev_from is null or g.prev_from < c.started_at)
         where g.gap_from >= ${from} and g.gap_from < ${to}
-        order by g.gap_from, c.started_at, c.call_id`,
+        -- The last keys break ties: two gaps of a server can begin at once (a session
+        -- recorded as ending when the previous one did), and call ids repeat across servers.
+        order by g.gap_from, c.started_at, c.call_id, g.server, g.gap_until, g.disconnect_reason`,
   );
 }
 

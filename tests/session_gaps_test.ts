@@ -94,7 +94,7 @@ async function callsDuringGapsReference(
             select 1 from gaps g2 where g2.server = g.server and g2.gap_from >= c.started_at
               and g2.gap_from < g.gap_from))
         where g.gap_from >= ${from} and g.gap_from < ${to}
-        order by g.gap_from, c.started_at, c.call_id`,
+        order by g.gap_from, c.started_at, c.call_id, g.server, g.gap_until, g.disconnect_reason`,
   );
 }
 
