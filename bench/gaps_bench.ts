@@ -117,10 +117,8 @@ export async function runGapsBench(
   } finally {
     await store.close();
     if (options.keep) console.error(`kept ${database ? `database ${database.name}` : dataDir}`);
-    else {
-      await database?.drop();
-      await Deno.remove(dataDir, { recursive: true });
-    }
+    else await database?.drop();
+    if (!options.keep || database) await Deno.remove(dataDir, { recursive: true });
   }
   return figures;
 }
