@@ -56,9 +56,16 @@ export async function callsDuringGaps(
     } as ended_at,
           c.src, c.dst, c.complete
         from gaps g join ${calls} c on c.server = g.server
-          -- Calls whose span overlaps the gap, found through calls_span_idx: each gap reads
-          -- its few calls, not every call started before it. The overlap means that the call
-          -- started before the gap's end; the rest of the rule follows.
+          -- Calls of the gap's server whose span overlaps the gap, found through
+          -- calls_server_span_idx: each gap reads its few calls, not every call started
+          -- before it, nor (when many servers' gaps fall at the same times) every server's
+          -- calls around it. The index holds the server as a one-value range of its hash
+          -- (built-in range opclasses, no btree_gist): this condition on the hash is the
+          -- one the index can search by, the equality above is the exact one (hashes can
+          -- collide). The overlap means that the call started before the gap's end; the
+          -- rest of the rule follows.
+          and int8range(hashtext(c.server)::int8, hashtext(c.server)::int8, '[]')
+            @> hashtext(g.server)::int8
           and tstzrange(c.started_at,
                 case when c.ended_at < c.started_at then c.started_at else c.ended_at end, '[]')
             && tstzrange(g.gap_from, coalesce(g.gap_until, 'infinity'), '[)')
@@ -67,7 +74,9 @@ export async function callsDuringGaps(
           -- gap began from its start to this one's)
           and (c.ended_at is not null or g.prev_from is null or g.prev_from < c.started_at)
         where g.gap_from >= ${from} and g.gap_from < ${to}
-        order by g.gap_from, c.started_at, c.call_id`,
+        -- The last keys break ties: two gaps of a server can begin at once (a session
+        -- recorded as ending when the previous one did), and call ids repeat across servers.
+        order by g.gap_from, c.started_at, c.call_id, g.server, g.gap_until, g.disconnect_reason`,
   );
 }
 

@@ -102,11 +102,19 @@ export const calls = pgTable("calls", {
   index("calls_ended_idx").on(sql`coalesce(${t.endedAt}, ${t.startedAt})`),
   index("calls_src_idx").on(t.src),
   index("calls_dst_idx").on(t.dst),
-  // The time a call spans, as a range (from its start to its end, open while it has none;
-  // an end before the start counts as the start): calls-during-gaps finds the calls
-  // overlapping each gap through it instead of reading every call started before the gap.
-  index("calls_span_idx").using(
+  // The server and the time a call spans, as a range (from its start to its end, open while
+  // it has none; an end before the start counts as the start): calls-during-gaps finds the
+  // calls of a gap's server overlapping it through it, instead of reading every call started
+  // before the gap. The server is its hash as a one-value range, not the text: a GiST index
+  // on a plain scalar needs the btree_gist extension, which DAMI does not require, while
+  // range types have built-in GiST opclasses. int8range, not int4range: a '[]' int4range
+  // is stored as [h, h + 1), which overflows for h = 2^31 - 1. Hashes can collide: the
+  // query compares the server itself too. Server first: GiST groups entries by the first
+  // column, so one server's calls share pages (the time first made it 60% larger and the
+  // query slower).
+  index("calls_server_span_idx").using(
     "gist",
+    sql`int8range(hashtext(${t.server})::int8, hashtext(${t.server})::int8, '[]')`,
     sql`tstzrange(${t.startedAt}, case when ${t.endedAt} < ${t.startedAt} then ${t.startedAt} else ${t.endedAt} end, '[]')`,
   ),
 ]);

@@ -94,7 +94,7 @@ async function callsDuringGapsReference(
             select 1 from gaps g2 where g2.server = g.server and g2.gap_from >= c.started_at
               and g2.gap_from < g.gap_from))
         where g.gap_from >= ${from} and g.gap_from < ${to}
-        order by g.gap_from, c.started_at, c.call_id`,
+        order by g.gap_from, c.started_at, c.call_id, g.server, g.gap_until, g.disconnect_reason`,
   );
 }
 
@@ -208,6 +208,88 @@ for (const kind of ["postgres", "pglite"] as const) {
       // Not vacuous: many calls × gaps, calls that never ended among them.
       assert.ok(compared > 200, `${compared} rows compared`);
       assert.ok(unended > 20, `${unended} rows of calls that never ended`);
+    } finally {
+      await store.close();
+    }
+  });
+}
+
+for (const kind of ["postgres", "pglite"] as const) {
+  Deno.test(`calls-during-gaps keeps servers apart when their gaps coincide, hashes colliding too (${kind})`, async () => {
+    const store = kind === "postgres"
+      ? await openTestStore("calls_during_gaps_servers")
+      : await openPgliteTestStore();
+    try {
+      const db = store.db;
+      // The index finds a server's calls by `hashtext(server)`: the first two names share a
+      // hash, so only the exact comparison of the server keeps their calls apart.
+      const servers = ["pbx-6469", "pbx-216197", "pbx1", "pbx2", "pbx3"];
+      const [{ same }] = await selectRows<{ same: boolean }>(
+        db,
+        sql`select hashtext(${servers[0]}) = hashtext(${servers[1]}) as same`,
+      );
+      assert.equal(same, true, "the first two servers' hashes collide");
+      const random = seededRandom(kind === "postgres" ? 11 : 12);
+      const minute = (m: number) => T0 + m * 60_000;
+      // Every server's sessions end at 100, 200 and 300 and the next begins 5 minutes later
+      // (a recorder restart): the gaps of all servers fall at the same times.
+      let n = 0;
+      for (const server of servers) {
+        for (const [from, to] of [[0, 100], [105, 200], [205, 300], [305, null]]) {
+          await insertSession(db, {
+            id: `018f0000-0000-7000-8000-${String(++n).padStart(12, "0")}`,
+            server,
+            connectedAtMs: minute(from!),
+            disconnectedAtMs: to === null ? null : minute(to),
+          });
+        }
+      }
+      const rows = [];
+      for (let i = 0; i < 300; i++) {
+        const server = servers[i % servers.length];
+        const start = random() < 0.5
+          ? [100, 200, 300][Math.floor(random() * 3)] - Math.floor(random() * 8)
+          : Math.floor(random() * 320);
+        const end = random() < 0.1 ? null : start + Math.floor(random() * 12);
+        rows.push(
+          sql`(${server}, ${`${server}/C${i}`}, ${
+            new Date(minute(start)).toISOString()
+          }::timestamptz,
+          ${end === null ? null : new Date(minute(end)).toISOString()}::timestamptz,
+          ${`${i}`}, ${"600"}, 1, ${end !== null})`,
+        );
+      }
+      await db.execute(sql`insert into calls (server, call_id, started_at, ended_at, src, dst,
+          legs, complete) values ${sql.join(rows, sql`, `)}`);
+
+      let compared = 0;
+      for (
+        const params of [
+          {},
+          { server: servers[0] },
+          { server: servers[1], tz: "Europe/Paris" },
+          { from: new Date(minute(150)).toISOString() },
+        ] as RangeParams[]
+      ) {
+        const expected = await callsDuringGaps(db, params);
+        assert.deepEqual(
+          expected,
+          await callsDuringGapsReference(db, params),
+          JSON.stringify(params),
+        );
+        for (const row of expected) {
+          assert.ok(row.call_id.startsWith(`${row.server}/`), row.call_id);
+        }
+        compared += expected.length;
+      }
+      const all = await callsDuringGaps(db);
+      for (const server of servers) {
+        assert.ok(
+          all.filter((r) => r.server === server).length > 5,
+          `${server}: calls in its gaps`,
+        );
+      }
+      assert.ok(compared > 100, `${compared} rows compared`);
     } finally {
       await store.close();
     }

@@ -1,0 +1,2 @@
+DROP INDEX "calls_span_idx";--> statement-breakpoint
+CREATE INDEX "calls_server_span_idx" ON "calls" USING gist (int8range(hashtext("server")::int8, hashtext("server")::int8, '[]'),tstzrange("started_at", case when "ended_at" < "started_at" then "started_at" else "ended_at" end, '[]'));
