@@ -349,6 +349,14 @@ Deno.test("a spool line read back as bytes gives the record the text path gives,
       lines.push(encodeRecord(eventRecord("pbx\t1 é", SESSION, msg)));
     }
   }
+  // Servers and receive times that repeat, change and come back (decoding remembers the last).
+  for (let i = 0; i < 60; i++) {
+    const server = ["pbx1", "pbx2", "pbx\\1", "pbx1"][i % 4];
+    const receivedAt = Date.UTC(2026, 10, 30) + [0, 0, 7, 0, 1234, 1234][i % 6];
+    lines.push(
+      encodeRecord(eventRecord(server, SESSION, message([["Event", "C"]], { receivedAt }))),
+    );
+  }
   lines.push(encodeRecord(eventRecord("pb\u0000x", SESSION, message([["Event", "A\u0000"]]))));
   lines.push(
     encodeRecord(

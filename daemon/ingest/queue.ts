@@ -187,9 +187,16 @@ class CachedColumns {
       buffer[i] = this.#buffer[from];
       server[i] = this.#server[from];
       format[i] = this.#format[from];
-      receivedAt[i] = this.#receivedAt[from];
-      numbers.set(this.#numbers.subarray(from * NUMBERS, (from + 1) * NUMBERS), i * NUMBERS);
     }
+    // The numbers in at most two runs: from the head to the end of the ring, then from
+    // its start.
+    const first = Math.min(this.#count, old - this.#head);
+    const copy = (to: number, from: number, slots: number) => {
+      receivedAt.set(this.#receivedAt.subarray(from, from + slots), to);
+      numbers.set(this.#numbers.subarray(from * NUMBERS, (from + slots) * NUMBERS), to * NUMBERS);
+    };
+    copy(0, this.#head, first);
+    if (first < this.#count) copy(first, 0, this.#count - first);
     this.#other = other;
     this.#buffer = buffer;
     this.#server = server;
