@@ -83,6 +83,8 @@ export interface SpoolRead<T = string> {
 
 interface Segment {
   readonly n: number;
+  /** Its file may exist (found at open, or opened for a write). */
+  onDisk: boolean;
   /** Bytes appended, buffered or not. */
   size: number;
   /** Bytes known to be in the file. */
@@ -154,7 +156,7 @@ export class Spool {
       const match = entry.isFile ? NAME.exec(entry.name) : null;
       if (!match) continue;
       const { size } = await Deno.stat(`${dir}/${entry.name}`);
-      existing.push(newSegment(Number(match[1]), size));
+      existing.push(newSegment(Number(match[1]), size, true));
     }
     existing.sort((a, b) => a.n - b.n);
     return new Spool(dir, existing, options);
@@ -247,7 +249,7 @@ export class Spool {
     const room = 10 + payloadBytes;
     let segment = this.#active;
     if (!segment || (segment.size > 0 && segment.size + room > this.#segmentBytes)) {
-      segment = newSegment(this.#nextNumber++, 0);
+      segment = newSegment(this.#nextNumber++, 0, false);
       this.#segments.push(segment);
       this.#active = segment;
     }
@@ -406,6 +408,9 @@ export class Spool {
     if (segment === this.#active) this.#active = undefined;
     this.#enqueue(async () => {
       closeFile(segment);
+      // Released before its first write (the database kept up): there is no file. Known
+      // when this runs, after any flush queued before (a flush never opens a retired segment).
+      if (!segment.onDisk) return;
       try {
         await Deno.remove(this.#path(segment.n));
       } catch (error) {
@@ -454,6 +459,7 @@ export class Spool {
         segment.pendingLength = 0;
         try {
           if (!segment.file) {
+            segment.onDisk = true; // from now on, even if the open fails half-way
             segment.file = await Deno.open(this.#path(segment.n), { write: true, create: true });
             segment.mustSeek = true;
             created = true;
@@ -512,9 +518,10 @@ export class Spool {
   }
 }
 
-function newSegment(n: number, size: number): Segment {
+function newSegment(n: number, size: number, onDisk: boolean): Segment {
   return {
     n,
+    onDisk,
     size,
     written: size,
     pending: new Uint8Array(0),

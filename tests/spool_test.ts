@@ -148,6 +148,33 @@ Deno.test("released segments are deleted, and a fully released spool leaves no f
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("records released before their first write never touch the disk; an empty segment left by a previous run is still removed", async () => {
+  const dir = await Deno.makeTempDir();
+  // Left by a previous run: an empty segment file (a crash right after it was created).
+  await Deno.writeFile(`${dir}/000000000007.spool`, new Uint8Array(0));
+  const spool = await Spool.open(dir, { segmentBytes: 1024, fsyncIntervalMs: 60_000 });
+  const removed: string[] = [];
+  const remove = Deno.remove;
+  Deno.remove = (path, options) => {
+    removed.push(String(path).split("/").pop()!);
+    return remove(path, options);
+  };
+  try {
+    for (let round = 0; round < 20; round++) {
+      spool.append(payload(round));
+      // Written by the database before the interval's flush: released from memory.
+      spool.release(spool.end);
+    }
+    await spool.flush();
+    assert.deepEqual(removed, ["000000000007.spool"]);
+    assert.deepEqual(await segmentFiles(dir), []);
+  } finally {
+    Deno.remove = remove;
+    await spool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("append refuses past the cap and accepts again once records are released", async () => {
   const dir = await Deno.makeTempDir();
   const spool = await Spool.open(dir, { capBytes: 2000, segmentBytes: 500 });
