@@ -251,9 +251,8 @@ export class RowArena {
 
   /**
    * Commits the bytes from `at` up to `end` as a row where they are, without making a
-   * view of them (release it with {@linkcode RowArena.releaseBuffer} of `buf.buffer`);
-   * false, committing nothing, for a row in a chunk of its own: {@linkcode RowArena.take}
-   * it.
+   * view of them yet (release it, like any row, through a view of those bytes); false,
+   * committing nothing, for a row in a chunk of its own: {@linkcode RowArena.take} it.
    */
   keep(end: number): boolean {
     const buf = this.buf;
@@ -273,15 +272,10 @@ export class RowArena {
    * pipeline, which holds its rows alone, recycles.
    */
   release(row: Uint8Array): void {
-    this.releaseBuffer(row.buffer);
-  }
-
-  /** {@linkcode RowArena.release} of a row in `buffer`. */
-  releaseBuffer(buffer: ArrayBufferLike): void {
-    const entry = this.#recycle ? this.#live.get(buffer) : undefined;
+    const entry = this.#recycle ? this.#live.get(row.buffer) : undefined;
     if (entry === undefined || --entry.rows > 0) return;
-    this.#live.delete(buffer);
-    if (buffer !== this.buf.buffer) this.#reuse(new Uint8Array(buffer));
+    this.#live.delete(row.buffer);
+    if (row.buffer !== this.buf.buffer) this.#reuse(new Uint8Array(row.buffer));
   }
 
   #chunk(): Uint8Array {

@@ -16,8 +16,12 @@
 import { encodeRecord, type EventLineFormat, type IngestRecord } from "../ingest_record.ts";
 import type { SpoolPosition } from "../spool.ts";
 
-/** Bytes counted for a record besides its line (its slots in the columns, with room to grow). */
-export const RECORD_OVERHEAD_BYTES = 96;
+/**
+ * Bytes counted for a record besides its line: its slot in the columns (four references
+ * of 4 bytes, six numbers of 8) is 64 bytes, and the ring holds up to twice as many
+ * slots as records.
+ */
+export const RECORD_OVERHEAD_BYTES = 128;
 
 /** Options of {@linkcode RecordQueue}. */
 export interface RecordQueueOptions {
