@@ -536,6 +536,30 @@ Deno.test("PostgreSQL: with the database down, 100 kB events stay within the que
   });
 });
 
+Deno.test("PostgreSQL: events from the wire too large for a shared chunk of rows are stored whole, in order, between small ones", async () => {
+  await withPostgres("ingest_wire_large", async (url, dataDir) => {
+    const store = await openStore({ url, dataDir });
+    const ingest = await Ingest.open({ store, dataDir });
+    const sessionId = uuidv7();
+    ingest.sessionStarted({ id: sessionId, server: "pbx1", connectedAt: new Date() });
+    const encoder = new TextEncoder();
+    // 300 kB needs more than a 1 MiB chunk at the wire path's worst case (4 bytes a byte).
+    const sizes = [10, 300_000, 10, 10, 300_000, 300_000, 10];
+    sizes.forEach((size, i) => {
+      const text = formatAmiMessage([["Event", "UserEvent"], ["Payload", "é".repeat(size / 2)]]);
+      const bytes = encoder.encode(text);
+      assert.ok(ingest.eventBytes("pbx1", sessionId, bytes, 0, bytes.length, i + 1, Date.now()));
+    });
+    await ingest.close({ timeoutMs: 60_000 });
+    const rows = await query<{ seq: number; n: number }>(
+      store,
+      sql`select seq::int as seq, length(fields->>'Payload')::int as n from ami_events order by id`,
+    );
+    assert.deepEqual([...rows], sizes.map((size, i) => ({ seq: i + 1, n: size / 2 })));
+    await store.close();
+  });
+});
+
 Deno.test("PostgreSQL: damaged spool lines, refused rows and the queue's bound are exported in /metrics", async () => {
   await withPostgres("ingest_metrics", async (url, dataDir) => {
     const store = await openStore({ url, dataDir });
