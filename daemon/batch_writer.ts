@@ -42,6 +42,7 @@ import {
   type StoreTransaction,
 } from "./store.ts";
 import { createEventPartitions, isMissingPartition } from "./event_partitions.ts";
+import { EventBatch } from "./ingest/event_batch.ts";
 
 /** How events are sent: `copy` (COPY, staging on conflict) or `insert` (multi-row INSERT). */
 export type WriteStrategy = "copy" | "insert";
@@ -55,10 +56,18 @@ export interface RejectedRecord {
 
 /** What a successful {@linkcode BatchWriter.write} did. */
 export interface WriteResult {
-  /** Records stored as they are (inserted now or found already stored). */
-  stored: IngestRecord[];
+  /**
+   * Records stored as they are (inserted now or found already stored): the batch
+   * itself when it was an {@linkcode EventBatch} stored whole by one COPY.
+   */
+  stored: readonly IngestRecord[] | EventBatch;
   /** Records PostgreSQL refused for good, now in `ami_events_rejected`. */
   rejected: RejectedRecord[];
+}
+
+/** What the array path did: the records stored, one by one. */
+interface RecordsResult extends WriteResult {
+  stored: IngestRecord[];
 }
 
 const EVENTS = getTableName(amiEvents);
@@ -81,8 +90,28 @@ export class BatchWriter {
   /**
    * Writes `records` in order, idempotently. Resolves when every record is stored or
    * set aside as rejected; rejects with the driver's error when it is transient.
+   *
+   * An {@linkcode EventBatch} is sent by one COPY of its row chunks; if that fails for
+   * any reason but a transient one or the schema, nothing was written (the transaction
+   * rolled back) and its records take the array path, which handles key conflicts,
+   * missing partitions and refused rows.
    */
-  async write(records: readonly IngestRecord[]): Promise<WriteResult> {
+  async write(records: readonly IngestRecord[] | EventBatch): Promise<WriteResult> {
+    if (!(records instanceof EventBatch)) return await this.#write(records);
+    if (records.length === 0) return { stored: [], rejected: [] };
+    if (this.#strategy === "copy") {
+      const target = `${EVENTS} (${records.format!.columns.join(", ")})`;
+      try {
+        await this.#store.writeTransaction((tx) => tx.copyFrom(target, records.chunks()));
+        return { stored: records, rejected: [] };
+      } catch (error) {
+        if (error instanceof MigrationError || isTransientError(error)) throw error;
+      }
+    }
+    return await this.#write(records.records());
+  }
+
+  async #write(records: readonly IngestRecord[]): Promise<RecordsResult> {
     if (records.length === 0) return { stored: [], rejected: [] };
     try {
       await this.#attempt(records);
@@ -92,8 +121,8 @@ export class BatchWriter {
       if (error instanceof MigrationError || isTransientError(error)) throw error;
       if (records.length === 1) return await this.#reject(records[0], error);
       const middle = records.length >>> 1;
-      const first = await this.write(records.slice(0, middle));
-      const second = await this.write(records.slice(middle));
+      const first = await this.#write(records.slice(0, middle));
+      const second = await this.#write(records.slice(middle));
       return {
         stored: [...first.stored, ...second.stored],
         rejected: [...first.rejected, ...second.rejected],
@@ -212,7 +241,7 @@ export class BatchWriter {
     return [sql, params];
   }
 
-  async #reject(record: IngestRecord, error: unknown): Promise<WriteResult> {
+  async #reject(record: IngestRecord, error: unknown): Promise<RecordsResult> {
     const values = record.type === "event" ? eventRowValues(record) : undefined;
     const seq = Number(values?.seq);
     const row = {

@@ -168,7 +168,7 @@ export interface IngestOptions {
    * Called after each commit with the `receivedAt` (ms) of the events it stored, and
    * the commit time: feed a receive-to-commit delay histogram.
    */
-  onCommitted?: (receivedAtMs: readonly number[], committedAtMs: number) => void;
+  onCommitted?: (receivedAtMs: ArrayLike<number> & Iterable<number>, committedAtMs: number) => void;
   /**
    * Called once if the writer stops for good: the migrations, run before the first
    * write when the database was unreachable at start, failed for a reason retrying

@@ -272,10 +272,15 @@ export class RowArena {
    * pipeline, which holds its rows alone, recycles.
    */
   release(row: Uint8Array): void {
-    const entry = this.#recycle ? this.#live.get(row.buffer) : undefined;
-    if (entry === undefined || --entry.rows > 0) return;
-    this.#live.delete(row.buffer);
-    if (row.buffer !== this.buf.buffer) this.#reuse(new Uint8Array(row.buffer));
+    this.releaseRows(row.buffer, 1);
+  }
+
+  /** {@linkcode RowArena.release} of `rows` rows of the chunk `buffer`. */
+  releaseRows(buffer: ArrayBufferLike, rows: number): void {
+    const entry = this.#recycle ? this.#live.get(buffer) : undefined;
+    if (entry === undefined || (entry.rows -= rows) > 0) return;
+    this.#live.delete(buffer);
+    if (buffer !== this.buf.buffer) this.#reuse(new Uint8Array(buffer));
   }
 
   #chunk(): Uint8Array {

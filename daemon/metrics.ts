@@ -341,7 +341,10 @@ export class DaemonMetrics {
   }
 
   /** For `Ingest.open({ onCommitted })`: observes each stored event's receive-to-commit delay. */
-  readonly observeCommit = (receivedAtMs: readonly number[], committedAtMs: number): void => {
+  readonly observeCommit = (
+    receivedAtMs: ArrayLike<number> & Iterable<number>,
+    committedAtMs: number,
+  ): void => {
     for (const at of receivedAtMs) this.ingestDelay.observe((committedAtMs - at) / 1000);
   };
 

@@ -15,6 +15,7 @@
  */
 import { encodeRecord, type EventLineFormat, type IngestRecord } from "../ingest_record.ts";
 import type { SpoolPosition } from "../spool.ts";
+import type { EventBatch } from "./event_batch.ts";
 
 /**
  * Bytes counted for a record besides its line: its slot in the columns (four references
@@ -129,6 +130,25 @@ class CachedColumns {
     return this.#numbers[this.#head * NUMBERS + 4];
   }
 
+  /** The line format of the first record when it is an event; undefined otherwise. */
+  firstEventFormat(): EventLineFormat | undefined {
+    return this.#format[this.#head];
+  }
+
+  /** Removes the first record, an event, into `batch` (no object is made). */
+  shiftEventInto(batch: EventBatch): void {
+    const slot = this.#head;
+    const n = slot * NUMBERS;
+    batch.push(
+      this.#buffer[slot]!,
+      this.#numbers[n],
+      this.#numbers[n + 1],
+      this.#receivedAt[slot],
+      this.#server[slot]!,
+    );
+    this.#drop(slot);
+  }
+
   /** Removes the first record and returns it (an event's record made again). */
   shift(): IngestRecord {
     const slot = this.#head;
@@ -143,13 +163,18 @@ class CachedColumns {
         format: this.#format[slot]!,
       };
     }
+    this.#drop(slot);
+    return record;
+  }
+
+  /** Empties the first slot, `slot`, and moves the head past it. */
+  #drop(slot: number): void {
     this.#other[slot] = undefined;
     this.#buffer[slot] = undefined;
     this.#server[slot] = undefined;
     this.#format[slot] = undefined;
     this.#head = (slot + 1) & (this.#capacity - 1);
     if (--this.#count === 0 && this.#capacity > MIN_SLOTS) this.#resize(MIN_SLOTS);
-    return record;
   }
 
   /** The slot for a new record at the end, growing the columns when full. */
@@ -393,13 +418,42 @@ export class RecordQueue {
     return { batch, end: this.start };
   }
 
+  /**
+   * {@linkcode RecordQueue.take} of the oldest cached records into `batch` (empty),
+   * when they are events: the run of events of the first one's line format, with the
+   * same bounds. False, taking nothing, when the oldest cached record is not an event
+   * (or nothing is cached): `take` it.
+   */
+  takeEvents(batch: EventBatch, maxRecords: number, maxBytes: number): boolean {
+    const cached = this.#cached;
+    const format = cached.count > 0 ? cached.firstEventFormat() : undefined;
+    if (format === undefined) return false;
+    batch.format = format;
+    let bytes = 0;
+    while (
+      cached.count > 0 && batch.length < maxRecords && cached.firstEventFormat() === format
+    ) {
+      const size = cached.firstSize();
+      if (batch.length > 0 && bytes + size > maxBytes) break;
+      bytes += size;
+      this.#advance();
+      cached.shiftEventInto(batch);
+    }
+    return true;
+  }
+
   /** Removes the oldest cached record and returns it. */
   #shift(): IngestRecord {
+    this.#advance();
+    return this.#cached.shift();
+  }
+
+  /** Moves the queue's start past the oldest cached record, about to be removed. */
+  #advance(): void {
     const cached = this.#cached;
     this.#cachedBytes -= cached.firstSize();
     this.#startSegment = cached.firstEndSegment();
     this.#startOffset = cached.firstEndOffset();
-    return cached.shift();
   }
 
   #evict(): void {

@@ -5,6 +5,7 @@
  * @module
  */
 import type { IngestRecord } from "../ingest_record.ts";
+import type { EventBatch } from "./event_batch.ts";
 
 /** Counters of one server. */
 export interface ServerIngestStats {
@@ -130,6 +131,23 @@ export class IngestCounters {
       if (record.type !== "event") continue;
       this.#rejected++;
       this.#server(record.server).rejected++;
+    }
+  }
+
+  /** {@linkcode IngestCounters.commit} of a batch stored whole. */
+  commitEvents(batch: EventBatch, fromSpool: boolean): void {
+    const n = batch.length;
+    this.#stored += n;
+    if (fromSpool) this.#spooled += n;
+    let name: string | undefined;
+    let server: ServerIngestStats | undefined;
+    for (let i = 0; i < n; i++) {
+      if (batch.server(i) !== name) {
+        name = batch.server(i);
+        server = this.#server(name);
+      }
+      server!.stored++;
+      if (fromSpool) server!.spooled++;
     }
   }
 

@@ -11,7 +11,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import { delay } from "../abortable.ts";
-import type { BatchWriter, WriteResult } from "../batch_writer.ts";
+import type { BatchWriter, RejectedRecord, WriteResult } from "../batch_writer.ts";
 import {
   decodeRecordBytes,
   type IngestRecord,
@@ -21,6 +21,7 @@ import {
 import { DATABASE_RETRY, retryDelay } from "../retry.ts";
 import type { Spool, SpoolPosition } from "../spool.ts";
 import { errorText, MigrationError } from "../store.ts";
+import { EventBatch } from "./event_batch.ts";
 import type { RecordQueue } from "./queue.ts";
 import type { IngestCounters } from "./stats.ts";
 
@@ -49,7 +50,7 @@ export interface WriterLoopOptions {
   /** After each commit (the spool may have room again). */
   afterCommit: () => void;
   /** After each commit, with the `receivedAt` of the events stored and the commit time. */
-  onCommitted?: (receivedAtMs: readonly number[], committedAtMs: number) => void;
+  onCommitted?: (receivedAtMs: ArrayLike<number> & Iterable<number>, committedAtMs: number) => void;
   /** When the writer stops for good (the migrations failed): the daemon must stop. */
   onFatal?: (error: Error) => void;
 }
@@ -68,6 +69,9 @@ export class WriterLoop {
 
   /** The next spool batch, read while the current one is being written. */
   #prefetch: { from: SpoolPosition; read: Promise<SpoolBatch | undefined> } | undefined;
+
+  /** The batch taken from memory when it is a run of events (reused, see {@linkcode EventBatch}). */
+  readonly #events = new EventBatch();
 
   #dbUp = true;
   #lastError: string | null = null;
@@ -132,10 +136,17 @@ export class WriterLoop {
     while (!this.#stopped) {
       // Forget what the cursor has passed (records read from the spool while also cached).
       queue.skipWhile((end) => spool.distance(this.#cursor, end) === 0);
-      let batch: IngestRecord[];
+      let batch: IngestRecord[] | EventBatch;
       let end: SpoolPosition;
       if (!this.behindMemory && queue.length > 0) {
-        ({ batch, end } = queue.take(this.#o.maxBatch, this.#o.maxBatchBytes));
+        const events = this.#events;
+        events.clear();
+        if (queue.takeEvents(events, this.#o.maxBatch, this.#o.maxBatchBytes)) {
+          batch = events;
+          end = queue.start;
+        } else {
+          ({ batch, end } = queue.take(this.#o.maxBatch, this.#o.maxBatchBytes));
+        }
         this.#mode = "memory";
       } else if (spool.distance(this.#cursor, spool.end) > 0) {
         const read = await (this.#takePrefetch() ?? this.#readSpool(this.#cursor));
@@ -211,7 +222,7 @@ export class WriterLoop {
   }
 
   /** Writes `batch`, retrying transient failures; undefined when stopped first. */
-  async #writeWithRetry(batch: IngestRecord[]): Promise<WriteResult | undefined> {
+  async #writeWithRetry(batch: IngestRecord[] | EventBatch): Promise<WriteResult | undefined> {
     const log = this.#o.log;
     for (let attempt = 0;; attempt++) {
       try {
@@ -261,9 +272,26 @@ export class WriterLoop {
   }
 
   #committed(result: WriteResult, fromSpool: boolean): void {
+    const { counters, onCommitted, arena } = this.#o;
+    const { stored } = result;
+    if (stored instanceof EventBatch) {
+      counters.commitEvents(stored, fromSpool);
+      onCommitted?.(stored.receivedAt(), Date.now());
+      stored.release(arena);
+    } else {
+      this.#committedRecords(stored, result.rejected, fromSpool);
+    }
+    this.#events.clear();
+  }
+
+  #committedRecords(
+    stored: readonly IngestRecord[],
+    rejected: RejectedRecord[],
+    fromSpool: boolean,
+  ): void {
     const { counters, log, onCommitted, arena } = this.#o;
-    counters.commit(result.stored, result.rejected.map((r) => r.record), fromSpool);
-    for (const { record, error } of result.rejected) {
+    counters.commit(stored, rejected.map((r) => r.record), fromSpool);
+    for (const { record, error } of rejected) {
       log.error(
         "The database refused a {type} record of {server} for good; it is kept in " +
           "ami_events_rejected: {error}",
@@ -272,14 +300,14 @@ export class WriterLoop {
     }
     if (onCommitted) {
       const receivedAt: number[] = [];
-      for (const record of result.stored) {
+      for (const record of stored) {
         if (record.type === "event") receivedAt.push(record.receivedAt);
       }
       if (receivedAt.length) onCommitted(receivedAt, Date.now());
     }
     // Written: their rows' memory can be reused.
-    for (const record of result.stored) if (record.type === "event") arena.release(record.bytes);
-    for (const { record } of result.rejected) {
+    for (const record of stored) if (record.type === "event") arena.release(record.bytes);
+    for (const { record } of rejected) {
       if (record.type === "event") arena.release(record.bytes);
     }
   }
