@@ -79,6 +79,12 @@ export interface SpoolRead<T = string> {
   end: SpoolPosition;
   /** Lines skipped because their checksum or framing was wrong (a torn tail counts one). */
   corrupt: number;
+  /**
+   * Gives the memory the payloads were read into back to the spool, for its next read
+   * (byte payloads are views of it: call it once done with them). Optional: a read
+   * never released is left to the GC.
+   */
+  release(): void;
 }
 
 interface Segment {
@@ -104,6 +110,10 @@ const NAME = /^(\d{12})\.spool$/;
 const LF = 0x0a;
 const SPACE = 0x20;
 const READ_CHUNK = 1 << 20;
+/** Read buffers kept for reuse (a read and the writer's read ahead). */
+const READ_BUFFERS = 2;
+/** The smallest segment buffer. */
+const MIN_BUFFER = 64 * 1024;
 const HEX = "0123456789abcdef";
 
 const encoder = new TextEncoder();
@@ -118,6 +128,15 @@ export class Spool {
   readonly #bufferBytes: number;
   /** Appended bytes not yet handed to a write. */
   #buffered = 0;
+  /**
+   * A segment buffer already written out, kept for the next one (see
+   * {@linkcode Spool.#buffer}), and read buffers given back. Every new buffer is memory
+   * outside V8's heap that its collector counts: under `--optimize-for-size` a burst's
+   * 4 MiB write buffer a flush and 1 MiB read buffer a batch each started a full
+   * collection.
+   */
+  #spare: Uint8Array | undefined;
+  readonly #readBuffers: Uint8Array[] = [];
   #earlyFlush = false;
   readonly #onError: (error: unknown) => void;
   /** Live segments in order; the last one takes appends unless it is from a previous run. */
@@ -254,13 +273,34 @@ export class Spool {
       this.#active = segment;
     }
     if (segment.pending.length - segment.pendingLength < room) {
-      const grown = new Uint8Array(
-        Math.max(segment.pending.length * 2, segment.pendingLength + room, 64 * 1024),
+      const grown = this.#buffer(
+        Math.max(segment.pending.length * 2, segment.pendingLength + room, MIN_BUFFER),
       );
       grown.set(segment.pending.subarray(0, segment.pendingLength));
+      this.#recycle(segment.pending); // no write holds it: a flush swaps it out first
       segment.pending = grown;
     }
     return segment;
+  }
+
+  /**
+   * A segment buffer of at least `bytes`: the spare when it fits and is not more than
+   * four times too large (after a burst, a small flow lets the large one go).
+   */
+  #buffer(bytes: number): Uint8Array {
+    const spare = this.#spare;
+    if (spare !== undefined) {
+      this.#spare = undefined;
+      if (spare.length >= bytes && spare.length <= 4 * Math.max(bytes, MIN_BUFFER)) return spare;
+    }
+    return new Uint8Array(bytes);
+  }
+
+  /** Keeps `buffer`, written out or outgrown, as the spare (the larger of the two). */
+  #recycle(buffer: Uint8Array): void {
+    if (buffer.length >= MIN_BUFFER && buffer.length > (this.#spare?.length ?? 0)) {
+      this.#spare = buffer;
+    }
   }
 
   /** Frames the `written` payload bytes placed after the buffer's end; false past the cap. */
@@ -318,6 +358,14 @@ export class Spool {
     payloadOf: (body: Uint8Array) => T,
   ): Promise<SpoolRead<T>> {
     const payloads: T[] = [];
+    const buffers: Uint8Array[] = [];
+    const release = () => {
+      for (const buffer of buffers.splice(0)) {
+        if (buffer.length === READ_CHUNK && this.#readBuffers.length < READ_BUFFERS) {
+          this.#readBuffers.push(buffer);
+        }
+      }
+    };
     let corrupt = 0;
     let position = from;
     let chunk = READ_CHUNK;
@@ -328,7 +376,11 @@ export class Spool {
       if (segment.n > position.segment) position = { segment: segment.n, offset: 0 };
       if (position.offset < segment.written) {
         const length = Math.min(segment.written - position.offset, chunk);
-        const bytes = await this.#readFile(segment.n, position.offset, length);
+        const buffer = length <= READ_CHUNK
+          ? this.#readBuffers.pop() ?? new Uint8Array(READ_CHUNK)
+          : new Uint8Array(length);
+        buffers.push(buffer);
+        const bytes = await this.#readFile(segment.n, position.offset, buffer.subarray(0, length));
         let start = 0;
         for (;;) {
           if (payloads.length >= maxRecords || bytesRead >= maxBytes) break;
@@ -363,7 +415,7 @@ export class Spool {
         break;
       }
     }
-    return { payloads, end: position, corrupt };
+    return { payloads, end: position, corrupt, release };
   }
 
   /**
@@ -454,8 +506,9 @@ export class Spool {
     for (const segment of [...this.#segments]) {
       if (segment.retired) continue;
       if (segment.pendingLength > 0) {
-        const data = segment.pending.subarray(0, segment.pendingLength);
-        segment.pending = new Uint8Array(Math.max(64 * 1024, segment.pendingLength));
+        const full = segment.pending;
+        const data = full.subarray(0, segment.pendingLength);
+        segment.pending = this.#buffer(Math.max(MIN_BUFFER, segment.pendingLength));
         segment.pendingLength = 0;
         try {
           if (!segment.file) {
@@ -475,11 +528,13 @@ export class Spool {
           // Keep the bytes; the next flush rewrites them at the same offset.
           const kept = new Uint8Array(data.length + segment.pending.length);
           kept.set(data);
+          kept.set(segment.pending.subarray(0, segment.pendingLength), data.length);
           segment.pending = kept;
-          segment.pendingLength = data.length;
+          segment.pendingLength += data.length;
           segment.mustSeek = true;
           throw error;
         }
+        this.#recycle(full);
         segment.written += data.length;
         segment.unsynced = true;
       }
@@ -500,10 +555,11 @@ export class Spool {
     if (created) await syncDirectory(this.#dir);
   }
 
-  async #readFile(n: number, offset: number, length: number): Promise<Uint8Array> {
+  /** Reads into `bytes` from `offset` of segment `n`; the part read (short at end of file). */
+  async #readFile(n: number, offset: number, bytes: Uint8Array): Promise<Uint8Array> {
     using file = await Deno.open(this.#path(n), { read: true });
     await file.seek(offset, Deno.SeekMode.Start);
-    const bytes = new Uint8Array(length);
+    const length = bytes.length;
     let done = 0;
     while (done < length) {
       const got = await file.read(bytes.subarray(done));

@@ -377,3 +377,43 @@ Deno.test("a burst is written as it comes but fsynced once per interval, and is 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("records appended while a write fails are kept with the failed bytes and written by the next flush", async () => {
+  const dir = await Deno.makeTempDir();
+  const write = Deno.FsFile.prototype.write;
+  let failNext = false;
+  let writing: (() => void) | undefined;
+  Deno.FsFile.prototype.write = async function (this: Deno.FsFile, data: Uint8Array) {
+    if (!failNext) return await write.call(this, data);
+    failNext = false;
+    // Appends go on while this write is under way, then it fails (a full disk, EIO).
+    await new Promise<void>((resolve) => writing = resolve);
+    throw new Deno.errors.WriteZero("disk full");
+  };
+  const errors: unknown[] = [];
+  try {
+    const spool = await Spool.open(dir, {
+      fsyncIntervalMs: 60_000,
+      onError: (e) => errors.push(e),
+    });
+    for (let i = 0; i < 10; i++) spool.append(payload(i));
+    failNext = true;
+    const failed = spool.flush();
+    while (!writing) await new Promise((resolve) => setTimeout(resolve, 1));
+    for (let i = 10; i < 20; i++) spool.append(payload(i));
+    writing();
+    await assert.rejects(failed);
+    for (let i = 20; i < 30; i++) spool.append(payload(i));
+    await spool.flush();
+    const expected = Array.from({ length: 30 }, (_, i) => payload(i));
+    // Read back from the files: before the fix, the appends made during the failed write
+    // were counted but gone (and a read of the open spool spun forever waiting for them).
+    await spool.close();
+    const reopened = await Spool.open(dir);
+    assert.deepEqual((await readAll(reopened, reopened.start)).payloads, expected);
+    await reopened.close();
+  } finally {
+    Deno.FsFile.prototype.write = write;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
