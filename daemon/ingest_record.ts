@@ -26,6 +26,7 @@
  */
 import { type AmiMessage, headersToFields } from "../dami/message.ts";
 import type { actionRuns } from "../schema/mod.ts";
+import type { EventBatch } from "./ingest/event_batch.ts";
 
 /** A session (TCP connection) began: becomes an `ami_sessions` row. */
 export interface SessionStart {
@@ -1017,24 +1018,81 @@ export function decodeRecordBytes(
   arena: RowArena = SHARED_ARENA,
 ): IngestRecord {
   if (line[0] === 0x7b /* { */) return decodeRecord(rowDecoder.decode(line));
+  const format = knownEventLineFormat(line);
+  copyEventRow(line, format, arena);
+  return {
+    type: "event",
+    server: decoded.server,
+    receivedAt: decoded.receivedAt,
+    bytes: arena.take(decoded.rowEnd),
+    format,
+  };
+}
+
+/**
+ * {@linkcode decodeRecordBytes} of an event's line straight into `batch` (a row in
+ * `arena`, no object made), when the line is an event of the batch's line format (or
+ * the batch is empty); false otherwise, nothing taken: decode it with
+ * `decodeRecordBytes`. Throws what `decodeRecordBytes` throws.
+ */
+export function decodeEventInto(line: Uint8Array, arena: RowArena, batch: EventBatch): boolean {
+  if (line[0] === 0x7b /* { */) return false;
+  const format = knownEventLineFormat(line);
+  if (batch.length > 0 && format !== batch.format) return false;
+  copyEventRow(line, format, arena);
+  const rowEnd = decoded.rowEnd;
+  const buf = arena.buf;
+  const rowStart = arena.at;
+  if (!arena.keep(rowEnd)) {
+    const row = arena.take(rowEnd); // a chunk of its own: copied out at its size
+    batch.format = format;
+    batch.push(row.buffer, row.byteOffset, row.length, decoded.receivedAt, decoded.server);
+    return true;
+  }
+  batch.format = format;
+  batch.push(
+    buf.buffer,
+    buf.byteOffset + rowStart,
+    rowEnd - rowStart,
+    decoded.receivedAt,
+    decoded.server,
+  );
+  return true;
+}
+
+/**
+ * The line format named by the tag of an event's spool line (one that does not start
+ * with `{`); throws for a format this version does not know.
+ */
+function knownEventLineFormat(line: Uint8Array): EventLineFormat {
   const tab = line.indexOf(TAB);
   let tag = "";
   for (let i = 0; i < tab; i++) tag += String.fromCharCode(line[i]);
-  if (tab < 0 || !Object.hasOwn(EVENT_LINE_FORMATS, tag)) {
-    // Not a format this version knows: the text path says so in its own words.
-    return decodeRecord(rowDecoder.decode(line.subarray(0, 32)));
-  }
-  const format = EVENT_LINE_FORMATS[tag];
-  const row = line.subarray(tab + 1);
+  if (tab >= 0 && Object.hasOwn(EVENT_LINE_FORMATS, tag)) return EVENT_LINE_FORMATS[tag];
+  // Not a format this version knows: the text path says so in its own words.
+  decodeRecord(rowDecoder.decode(line.subarray(0, 32)));
+  throw new SyntaxError("not an ingest record");
+}
+
+/** What {@linkcode copyEventRow} found (module state: no object per row). */
+const decoded = { server: "", receivedAt: NaN, rowEnd: 0 };
+
+/**
+ * Copies the row of an event's spool line of line format `format` to the arena (at
+ * `arena.at`, up to `decoded.rowEnd`, not yet taken) and decodes its server and receive
+ * time into `decoded`. Throws for a line without its server.
+ */
+function copyEventRow(line: Uint8Array, format: EventLineFormat, arena: RowArena): void {
+  const rowStart = format.tag.length + 1;
   const serverAt = format.columns.indexOf("server");
   const receivedAt = format.columns.indexOf("received_at");
   let server: string | null = null;
   let received: string | null = null;
-  for (let field = 0, from = 0; from <= row.length; field++) {
-    let to = row.indexOf(TAB, from);
-    if (to < 0) to = row.length;
-    if (field === serverAt) server = lastServer.text(row, from, to);
-    if (field === receivedAt) received = lastReceivedAt.text(row, from, to);
+  for (let field = 0, from = rowStart; from <= line.length; field++) {
+    let to = line.indexOf(TAB, from);
+    if (to < 0) to = line.length;
+    if (field === serverAt) server = lastServer.text(line, from, to);
+    if (field === receivedAt) received = lastReceivedAt.text(line, from, to);
     if (field >= serverAt && field >= receivedAt) break;
     from = to + 1;
   }
@@ -1042,16 +1100,14 @@ export function decodeRecordBytes(
     throw new SyntaxError(`not an ingest record: an ${format.tag} line without server`);
   }
   if (received !== lastParsed.text) lastParsed = { text: received, ms: Date.parse(received) };
-  arena.reserve(row.length + 1);
-  arena.buf.set(row, arena.at);
-  arena.buf[arena.at + row.length] = LF;
-  return {
-    type: "event",
-    server,
-    receivedAt: lastParsed.ms,
-    bytes: arena.take(arena.at + row.length + 1),
-    format,
-  };
+  const length = line.length - rowStart;
+  arena.reserve(length + 1);
+  const at = arena.at;
+  arena.buf.set(line.subarray(rowStart), at);
+  arena.buf[at + length] = LF;
+  decoded.server = server;
+  decoded.receivedAt = lastParsed.ms;
+  decoded.rowEnd = at + length + 1;
 }
 
 /**

@@ -13,6 +13,7 @@ import type { Logger } from "@logtape/logtape";
 import { delay } from "../abortable.ts";
 import type { BatchWriter, RejectedRecord, WriteResult } from "../batch_writer.ts";
 import {
+  decodeEventInto,
   decodeRecordBytes,
   type IngestRecord,
   recordServer,
@@ -27,7 +28,7 @@ import type { IngestCounters } from "./stats.ts";
 
 /** Records read from the spool, and the position after them. */
 interface SpoolBatch {
-  batch: IngestRecord[];
+  batch: IngestRecord[] | EventBatch;
   end: SpoolPosition;
 }
 
@@ -72,6 +73,8 @@ export class WriterLoop {
 
   /** The batch taken from memory when it is a run of events (reused, see {@linkcode EventBatch}). */
   readonly #events = new EventBatch();
+  /** Batches of events read from the spool, emptied for reuse (one written, one read ahead). */
+  readonly #spoolBatches: EventBatch[] = [];
 
   #dbUp = true;
   #lastError: string | null = null;
@@ -140,7 +143,6 @@ export class WriterLoop {
       let end: SpoolPosition;
       if (!this.behindMemory && queue.length > 0) {
         const events = this.#events;
-        events.clear();
         if (queue.takeEvents(events, this.#o.maxBatch, this.#o.maxBatchBytes)) {
           batch = events;
           end = queue.start;
@@ -153,6 +155,7 @@ export class WriterLoop {
         if (!read) continue;
         this.#mode = "spool";
         if (read.batch.length === 0) {
+          if (read.batch instanceof EventBatch) this.#recycle(read.batch);
           this.#cursor = read.end; // only damaged lines were there
           spool.release(read.end);
           continue;
@@ -175,6 +178,7 @@ export class WriterLoop {
       if (!result) return;
       spool.release(end);
       this.#committed(result, this.#mode === "spool");
+      if (batch instanceof EventBatch) this.#recycle(batch);
       this.#o.afterCommit();
     }
   }
@@ -204,21 +208,34 @@ export class WriterLoop {
       return undefined;
     }
     let corrupt = read.corrupt;
-    const batch: IngestRecord[] = [];
+    const { arena } = this.#o;
+    // Events of one line format (the rule) go into an EventBatch, anything else into records.
+    const events = this.#spoolBatches.pop() ?? new EventBatch();
+    let records: IngestRecord[] | undefined;
     for (const payload of read.payloads) {
       try {
-        batch.push(decodeRecordBytes(payload, this.#o.arena));
+        if (records === undefined && decodeEventInto(payload, arena, events)) continue;
+        records ??= events.records();
+        records.push(decodeRecordBytes(payload, arena));
       } catch {
         corrupt++;
       }
     }
+    read.release(); // the rows are copied into the arena
+    if (records !== undefined) this.#recycle(events);
     if (corrupt) {
       this.#o.counters.skipCorrupt(corrupt);
       this.#o.log.warn("Skipped {count} damaged spool lines (a write torn by a crash)", {
         count: corrupt,
       });
     }
-    return { batch, end: read.end };
+    return { batch: records ?? events, end: read.end };
+  }
+
+  /** Empties a batch of events once written, for the next one. */
+  #recycle(batch: EventBatch): void {
+    batch.clear();
+    if (batch !== this.#events && this.#spoolBatches.length < 2) this.#spoolBatches.push(batch);
   }
 
   /** Writes `batch`, retrying transient failures; undefined when stopped first. */
@@ -281,7 +298,6 @@ export class WriterLoop {
     } else {
       this.#committedRecords(stored, result.rejected, fromSpool);
     }
-    this.#events.clear();
   }
 
   #committedRecords(
