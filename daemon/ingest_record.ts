@@ -1040,23 +1040,16 @@ export function decodeEventInto(line: Uint8Array, arena: RowArena, batch: EventB
   const format = knownEventLineFormat(line);
   if (batch.length > 0 && format !== batch.format) return false;
   copyEventRow(line, format, arena);
-  const rowEnd = decoded.rowEnd;
+  const { rowEnd, receivedAt, server } = decoded;
   const buf = arena.buf;
   const rowStart = arena.at;
-  if (!arena.keep(rowEnd)) {
-    const row = arena.take(rowEnd); // a chunk of its own: copied out at its size
-    batch.format = format;
-    batch.push(row.buffer, row.byteOffset, row.length, decoded.receivedAt, decoded.server);
-    return true;
-  }
   batch.format = format;
-  batch.push(
-    buf.buffer,
-    buf.byteOffset + rowStart,
-    rowEnd - rowStart,
-    decoded.receivedAt,
-    decoded.server,
-  );
+  if (arena.keep(rowEnd)) {
+    batch.push(buf.buffer, buf.byteOffset + rowStart, rowEnd - rowStart, receivedAt, server);
+  } else {
+    const row = arena.take(rowEnd); // a chunk of its own: copied out at its size
+    batch.push(row.buffer, row.byteOffset, row.length, receivedAt, server);
+  }
   return true;
 }
 
